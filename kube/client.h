@@ -1,0 +1,70 @@
+// A small Kubernetes API client over libcurl, shared by the plugin and the node agent.
+// libcurl is loaded on first use (dlopen), so binaries that never reach the API never pay for
+// loading it (docs/decisions/001-plugin-startup-cost.md).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "kube/kubeconfig.h"
+
+namespace ambient::kube {
+
+class ApiError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kClientUnavailable,  // libcurl could not be loaded
+    kUnreachable,        // connect/TLS failure
+    kTimeout,            // deadline exceeded
+    kUnauthorized,       // 401
+    kForbidden,          // 403
+    kNotFound,           // 404
+    kConflict,           // 409
+    kGone,               // 410
+    kServerError,        // 5xx
+    kHttpError,          // any other non-2xx
+    kBadResponse,        // body is not the JSON we asked for
+  };
+  ApiError(Kind kind, long http_status, const std::string& message)
+      : std::runtime_error(message), kind_(kind), http_status_(http_status) {}
+  Kind kind() const { return kind_; }
+  long http_status() const { return http_status_; }
+
+ private:
+  Kind kind_;
+  long http_status_;
+};
+
+struct ClientOptions {
+  std::chrono::milliseconds deadline{5000};  // total budget of one call, retries included
+  int max_attempts = 3;                      // retries only for 5xx, timeouts, connect errors
+  std::chrono::milliseconds initial_backoff{50};
+  std::string user_agent = "ambient-cni";
+};
+
+class Client {
+ public:
+  Client(Kubeconfig config, ClientOptions options);
+  ~Client();
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+
+  // GET a path such as /api/v1/namespaces/demo/pods/web; the JSON body of a 2xx answer.
+  // Consecutive calls reuse one connection. Throws ApiError.
+  nlohmann::json get(std::string_view path);
+
+  // PATCH with the given content type (application/merge-patch+json, …). Throws ApiError.
+  nlohmann::json patch(std::string_view path, const nlohmann::json& body,
+                       std::string_view content_type);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ambient::kube

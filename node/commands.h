@@ -1,0 +1,12 @@
+// Subcommands of ambient-cni-node; each lives in its own file.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ambient::node {
+
+void add_version_command(CLI::App& app);
+void add_explain_command(CLI::App& app);
+void add_redirect_command(CLI::App& app);  // node/redirect_command.cpp
+
+}  // namespace ambient::node
