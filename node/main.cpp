@@ -1,0 +1,14 @@
+// ambient-cni-node: the node component's CLI (DaemonSet entry point and operator tools).
+#include <CLI/CLI.hpp>
+
+#include "node/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ambient-cni-node: the ambient-cni node component"};
+  app.require_subcommand(1);
+  ambient::node::add_version_command(app);
+  ambient::node::add_explain_command(app);
+  ambient::node::add_redirect_command(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

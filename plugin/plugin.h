@@ -1,0 +1,31 @@
+// The plugin's verb flows. main() only builds the environment and calls run_plugin().
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string_view>
+
+#include <spdlog/logger.h>
+
+#include "config/plugin_config.h"
+#include "plugin/cni_env.h"
+#include "plugin/pod_metadata.h"
+
+namespace ambient::plugin {
+
+struct PluginDeps {
+  std::function<std::unique_ptr<PodMetadataSource>(const config::PluginConfig&)> metadata =
+      make_api_metadata_source;
+  std::shared_ptr<spdlog::logger> log;  // stderr; never stdout
+};
+
+// Runs one invocation. Writes the result or error object (and nothing else) to `out`; returns
+// the process exit code. DEL always returns 0.
+int run_plugin(const CniEnv& env, std::string_view stdin_text, std::ostream& out,
+               const PluginDeps& deps);
+
+// The text printed to stderr when run without CNI_COMMAND.
+std::string about_text();
+
+}  // namespace ambient::plugin

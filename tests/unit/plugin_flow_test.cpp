@@ -1,0 +1,227 @@
+// The verb flows with a scripted metadata source (the black-box tests use the real API client).
+#include <gtest/gtest.h>
+
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "plugin/cni_error.h"
+#include "plugin/plugin.h"
+
+namespace ambient::plugin {
+namespace {
+
+using nlohmann::json;
+
+struct Script {
+  int calls = 0;
+  bool fail = false;
+  config::Labels pod_labels;
+  config::Labels ns_labels;
+};
+
+class ScriptedSource : public PodMetadataSource {
+ public:
+  explicit ScriptedSource(Script& s) : s_(s) {}
+  PodMetadata fetch(std::string_view ns, std::string_view name) override {
+    ++s_.calls;
+    if (s_.fail) throw MetadataError("GET /api/v1/namespaces/demo/pods/web: 401 Unauthorized");
+    PodMetadata m;
+    m.pod.namespace_ = std::string(ns);
+    m.pod.name = std::string(name);
+    m.pod.labels = s_.pod_labels;
+    m.ns.name = std::string(ns);
+    m.ns.labels = s_.ns_labels;
+    return m;
+  }
+
+ private:
+  Script& s_;
+};
+
+class PluginFlow : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    netns_path_ = ::testing::TempDir() + "/fake-netns";
+    std::ofstream(netns_path_) << "";
+    deps_.metadata = [this](const config::PluginConfig&) {
+      return std::make_unique<ScriptedSource>(script_);
+    };
+    deps_.log = std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log_));
+  }
+
+  CniEnv env(const char* command, const char* args = "K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web") {
+    CniEnv e;
+    e.command = command;
+    e.command_set = true;
+    e.container_id = "c0ffee";
+    e.netns = netns_path_;
+    e.ifname = "eth0";
+    e.args = args;
+    e.path = "/opt/cni/bin";
+    return e;
+  }
+
+  int run(const CniEnv& e, const json& conf) {
+    out_.str("");
+    return run_plugin(e, conf.dump(), out_, deps_);
+  }
+  json output() const { return json::parse(out_.str()); }
+
+  json conf(const char* version = "1.0.0") {
+    return {{"cniVersion", version}, {"name", "k8s"}, {"type", "ambient-cni"},
+            {"prevResult",
+             {{"cniVersion", version},
+              {"ips", {{{"address", "10.1.0.5/24"}, {"interface", 0}}}},
+              {"interfaces", {{{"name", "eth0"}}}}}}};
+  }
+
+  Script script_;
+  PluginDeps deps_;
+  std::ostringstream out_;
+  std::ostringstream log_;
+  std::string netns_path_;
+};
+
+TEST_F(PluginFlow, ExcludedNamespaceNeedsNoLookup) {
+  EXPECT_EQ(run(env("ADD", "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=dns"), conf()), 0);
+  EXPECT_EQ(script_.calls, 0);
+  EXPECT_EQ(output(), conf()["prevResult"]);
+  EXPECT_NE(log_.str().find("excluded namespace kube-system"), std::string::npos);
+}
+
+TEST_F(PluginFlow, NotAKubernetesPodPassesThrough) {
+  EXPECT_EQ(run(env("ADD", ""), conf()), 0);
+  EXPECT_EQ(script_.calls, 0);
+  EXPECT_EQ(output(), conf()["prevResult"]);
+}
+
+TEST_F(PluginFlow, UntouchedPodPassesThroughConverted) {
+  auto c = conf("0.4.0");
+  c["prevResult"]["ips"][0]["version"] = "4";
+  EXPECT_EQ(run(env("ADD"), c), 0);
+  EXPECT_EQ(script_.calls, 1);
+  EXPECT_EQ(output(), c["prevResult"]);
+}
+
+TEST_F(PluginFlow, NoPrevResultPrintsOnlyTheVersion) {
+  auto c = conf();
+  c.erase("prevResult");
+  EXPECT_EQ(run(env("ADD"), c), 0);
+  EXPECT_EQ(output(), (json{{"cniVersion", "1.0.0"}}));
+}
+
+TEST_F(PluginFlow, EnrolledPodFailsClosedWithoutAgent) {
+  script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
+  EXPECT_EQ(run(env("ADD"), conf()), 1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_EQ(output()["msg"], "node agent unavailable");
+  EXPECT_NE(output()["details"].get<std::string>().find("namespace label ambient"), std::string::npos);
+}
+
+TEST_F(PluginFlow, LookupFailureClosedIsCode11) {
+  script_.fail = true;
+  EXPECT_EQ(run(env("ADD"), conf()), 1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_NE(output()["msg"].get<std::string>().find("401 Unauthorized"), std::string::npos);
+}
+
+TEST_F(PluginFlow, LookupFailureOpenPassesThroughWithAWarning) {
+  script_.fail = true;
+  auto c = conf();
+  c["failure_policy"] = "open";
+  EXPECT_EQ(run(env("ADD"), c), 0);
+  EXPECT_EQ(output(), c["prevResult"]);
+  EXPECT_NE(log_.str().find("failure_policy=open"), std::string::npos);
+}
+
+TEST_F(PluginFlow, OwnNetnsIsCode8) {
+  auto e = env("ADD");
+  e.netns = "/proc/self/ns/net";
+  EXPECT_EQ(run(e, conf()), 1);
+  EXPECT_EQ(output()["code"], 8);
+}
+
+TEST_F(PluginFlow, MissingNetnsIsNamed) {
+  auto e = env("ADD");
+  e.netns = "/var/run/netns/does-not-exist-ambient";
+  EXPECT_EQ(run(e, conf()), 1);
+  EXPECT_EQ(output()["code"], 4);
+  EXPECT_NE(output()["msg"].get<std::string>().find("CNI_NETNS"), std::string::npos);
+}
+
+TEST_F(PluginFlow, DelAlwaysSucceedsSilently) {
+  auto e = env("DEL");
+  e.netns.clear();
+  EXPECT_EQ(run(e, conf()), 0);
+  EXPECT_EQ(out_.str(), "");
+  out_.str("");
+  EXPECT_EQ(run_plugin(e, "not json", out_, deps_), 0);
+  EXPECT_EQ(out_.str(), "");
+  e.container_id.clear();
+  EXPECT_EQ(run_plugin(e, "{}", out_, deps_), 0);
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(PluginFlow, VersionReportsEverySupportedVersion) {
+  CniEnv e;
+  e.command = "VERSION";
+  e.command_set = true;
+  EXPECT_EQ(run(e, json{{"cniVersion", "0.4.0"}}), 0);
+  EXPECT_EQ(output()["cniVersion"], "0.4.0");
+  EXPECT_EQ(output()["supportedVersions"],
+            (json{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
+}
+
+TEST_F(PluginFlow, VersionGates) {
+  EXPECT_EQ(run(env("CHECK"), conf("0.3.1")), 1);
+  EXPECT_EQ(output()["code"], 1);
+  EXPECT_EQ(run(env("STATUS"), conf("1.0.0")), 1);
+  EXPECT_EQ(output()["code"], 1);
+  EXPECT_EQ(run(env("GC"), conf("1.0.0")), 1);
+  EXPECT_EQ(output()["code"], 1);
+  EXPECT_EQ(run(env("ADD"), conf("0.2.0")), 1);
+  EXPECT_EQ(output()["code"], 1);
+  EXPECT_EQ(output()["cniVersion"], "0.2.0");
+}
+
+TEST_F(PluginFlow, CheckOfAnUntouchedPodSucceeds) {
+  EXPECT_EQ(run(env("CHECK"), conf("0.4.0")), 0);
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(PluginFlow, StatusNeedsAKubeconfig) {
+  auto c = conf("1.1.0");
+  c["kubeconfig"] = "/nonexistent/kubeconfig";
+  EXPECT_EQ(run(env("STATUS"), c), 1);
+  EXPECT_EQ(output()["code"], 50);
+  c["kubeconfig"] = netns_path_;  // any readable file
+  EXPECT_EQ(run(env("STATUS"), c), 0);
+}
+
+TEST_F(PluginFlow, GcValidatesAttachments) {
+  auto c = conf("1.1.0");
+  c["cni.dev/valid-attachments"] = json::array({{{"containerID", "a"}, {"ifname", "eth0"}}});
+  EXPECT_EQ(run(env("GC"), c), 0);
+  c["cni.dev/valid-attachments"] = json::array({{{"ifname", "eth0"}}});
+  EXPECT_EQ(run(env("GC"), c), 1);
+  EXPECT_EQ(output()["code"], 7);
+}
+
+TEST_F(PluginFlow, BadInputsNameWhatWasWrong) {
+  EXPECT_EQ(run_plugin(env("ADD"), "{not json", out_, deps_), 1);
+  EXPECT_EQ(output()["code"], 6);
+  auto c = conf();
+  c["exclude_namespaces"] = "kube-system";
+  EXPECT_EQ(run(env("ADD"), c), 1);
+  EXPECT_EQ(output()["code"], 7);
+  EXPECT_NE(output()["msg"].get<std::string>().find("exclude_namespaces"), std::string::npos);
+  EXPECT_EQ(run(env("ADD", "K8S_POD_NAME"), conf()), 1);
+  EXPECT_EQ(output()["code"], 4);
+}
+
+}  // namespace
+}  // namespace ambient::plugin
