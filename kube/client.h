@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -41,12 +42,25 @@ class ApiError : public std::runtime_error {
 };
 
 struct ClientOptions {
-  std::chrono::milliseconds deadline{5000};  // total budget of one call, retries included
-  int max_attempts = 3;                      // retries only for 5xx, timeouts, connect errors
-  std::chrono::milliseconds initial_backoff{50};
+  std::chrono::milliseconds deadline{5000};       // total budget of one call, retries included
+  int max_attempts = 3;                           // retries only for 5xx, timeouts, connect errors
+  std::chrono::milliseconds initial_backoff{50};  // doubles per retry, with jitter
   std::string user_agent = "ambient-cni";
+  // Upper bound for TCP connect + TLS handshake of one attempt (never beyond the deadline), so
+  // a lost SYN leaves time for a retry.
+  std::chrono::milliseconds connect_timeout{2000};
 };
 
+// Why watch() returned.
+enum class WatchEnd {
+  kStreamEnded,  // the server closed the stream cleanly (e.g. its timeoutSeconds)
+  kTimeout,      // the caller's timeout elapsed
+  kStopped,      // on_event returned false
+};
+
+// Not thread-safe: one Client is used by one thread at a time (it owns one libcurl easy handle
+// and the connection cached in it). Threads that call the API concurrently use a Client each.
+// Errors never contain the bearer token.
 class Client {
  public:
   Client(Kubeconfig config, ClientOptions options);
@@ -61,6 +75,21 @@ class Client {
   // PATCH with the given content type (application/merge-patch+json, …). Throws ApiError.
   nlohmann::json patch(std::string_view path, const nlohmann::json& body,
                        std::string_view content_type);
+
+  // GET of a collection (/api/v1/pods?fieldSelector=…): the List object, checked to have an
+  // `items` array (else kBadResponse); metadata.resourceVersion is where a watch resumes.
+  nlohmann::json list(std::string_view path);
+
+  // Streams a watch (`watch=true` is appended to the query when absent): on_event receives each
+  // newline-delimited event ({"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": …}) in
+  // order, including ERROR events (a 410 Status there means: relist). Returns when the server
+  // ends the stream, when `timeout` elapses, or when on_event returns false. Throws ApiError
+  // for a non-2xx answer, a connect/TLS failure, a stream broken mid-way (kUnreachable) or a
+  // line that is not a JSON event (kBadResponse); exceptions from on_event propagate. No
+  // retries: the caller resumes from the last resourceVersion it saw.
+  WatchEnd watch(std::string_view path_with_query,
+                 const std::function<bool(const nlohmann::json& event)>& on_event,
+                 std::chrono::milliseconds timeout);
 
  private:
   struct Impl;

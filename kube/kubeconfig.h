@@ -9,11 +9,11 @@
 namespace ambient::kube {
 
 struct Kubeconfig {
-  std::string server;       // https://host:port
-  std::string ca_pem;       // certificate-authority-data, decoded
-  std::string ca_file;      // certificate-authority (absolute path)
-  std::string token;        // bearer token
-  std::string token_file;   // tokenFile (read on every connection, so rotation is picked up)
+  std::string server;      // https://host:port
+  std::string ca_pem;      // certificate-authority-data, decoded
+  std::string ca_file;     // certificate-authority (absolute path)
+  std::string token;       // bearer token
+  std::string token_file;  // tokenFile (read on every request, so rotation is picked up)
   std::string client_cert_pem;
   std::string client_cert_file;
   std::string client_key_pem;
@@ -29,8 +29,13 @@ class KubeconfigError : public std::runtime_error {
 };
 
 // Parses the current context of a kubeconfig (YAML). Relative file paths resolve against
-// `base_dir`. Throws KubeconfigError.
+// `base_dir`; referenced files must exist. Throws KubeconfigError, whose message starts with
+// `source_name` (load_kubeconfig uses "kubeconfig <path>") and names the offending field, e.g.
+// "kubeconfig /etc/k: users[name=admin].user.client-key-data is not valid base64".
+// exec/auth-provider users, basic auth and proxy-url are rejected as unsupported.
 Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir);
+Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir,
+                            std::string_view source_name);
 Kubeconfig load_kubeconfig(const std::filesystem::path& path);
 
 // In-cluster: KUBERNETES_SERVICE_HOST/PORT and the service-account directory (ca.crt, token).
