@@ -1,0 +1,91 @@
+// Network namespace handles and the one safe way to work inside a namespace.
+//
+// Entering a netns changes the calling thread's view of the network. A thread that setns()es and
+// then returns to a pool would leak that view into unrelated work, so run_in() always uses a new
+// std::thread that enters the namespace, runs the function, and exits (containernetworking's
+// "dedicated thread, never reused" rule). Sockets and netlink handles created inside keep the
+// namespace they were created in.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "netns/error.h"
+
+namespace ambient::netns {
+
+// Owns an fd of a validated network namespace (move-only; dup() for a second owner).
+class NetnsHandle {
+ public:
+  // Opens a netns by path (/var/run/netns/X, /proc/PID/ns/net). Throws NetnsError:
+  // NotFound if the path does not exist, NotNetns if it is not a network namespace,
+  // OwnNetns if it is the calling thread's own netns (never program the node by mistake).
+  static NetnsHandle open(const std::string& path);
+  // The calling thread's own netns: for work that is meant to happen on the node (host probe
+  // SNAT in the agent). Never refused.
+  static NetnsHandle current();
+  // Takes ownership of an fd (e.g. received over a socket) and validates it like open()
+  // (it may not be the caller's netns). The fd is closed on failure.
+  static NetnsHandle adopt(int fd, std::string label);
+
+  NetnsHandle(NetnsHandle&& other) noexcept;
+  NetnsHandle& operator=(NetnsHandle&& other) noexcept;
+  NetnsHandle(const NetnsHandle&) = delete;
+  NetnsHandle& operator=(const NetnsHandle&) = delete;
+  ~NetnsHandle();
+
+  int fd() const noexcept { return fd_; }
+  // nsfs inode: identifies the namespace (ZDS uses it to detect a replaced netns).
+  std::uint64_t inode() const noexcept { return inode_; }
+  // Path or label it was opened from, for messages.
+  const std::string& path() const noexcept { return path_; }
+  NetnsHandle dup() const;
+
+ private:
+  NetnsHandle(int fd, std::uint64_t dev, std::uint64_t inode, std::string path);
+  int fd_ = -1;
+  std::uint64_t dev_ = 0;
+  std::uint64_t inode_ = 0;
+  std::string path_;
+};
+
+namespace detail {
+// Runs fn on a new thread that first setns()es into ns_fd (or, when ns_fd < 0, unshare()s a new
+// empty netns); rethrows whatever fn threw on the caller's thread.
+void run_on_fresh_thread(int ns_fd, const std::function<void()>& fn);
+}  // namespace detail
+
+// Runs fn inside ns on a dedicated thread and returns its result; exceptions propagate.
+template <class F>
+auto run_in(const NetnsHandle& ns, F&& fn) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  if constexpr (std::is_void_v<R>) {
+    detail::run_on_fresh_thread(ns.fd(), [&] { fn(); });
+  } else {
+    std::optional<R> out;
+    detail::run_on_fresh_thread(ns.fd(), [&] { out.emplace(fn()); });
+    return std::move(*out);
+  }
+}
+
+// Runs fn inside a brand-new, empty netns that disappears when fn returns (used to learn how the
+// kernel lists a ruleset, and by benchmarks).
+template <class F>
+auto run_in_scratch_netns(F&& fn) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  if constexpr (std::is_void_v<R>) {
+    detail::run_on_fresh_thread(-1, [&] { fn(); });
+  } else {
+    std::optional<R> out;
+    detail::run_on_fresh_thread(-1, [&] { out.emplace(fn()); });
+    return std::move(*out);
+  }
+}
+
+}  // namespace ambient::netns

@@ -1,0 +1,82 @@
+// In-pod redirection for ztunnel (ambient-contract.md §4): options → RedirectPlan → nft text,
+// applied as one libnftables transaction inside the pod's netns, plus policy routing via libnl.
+//
+// Rendering, entering the netns and executing are separate steps so the text can be
+// golden-tested without privileges and shown by `ambient-cni-node redirect --dry-run`.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netns/netns.h"
+#include "netns/routing.h"
+
+namespace ambient::netns {
+
+struct RedirectOptions {
+  bool ipv4 = true;
+  bool ipv6 = false;
+  bool dns_capture = true;
+  // Outbound capture only: no inbound redirect, no connmark on ztunnel's packets.
+  bool bypass_inbound_capture = false;
+  // TCP arriving on these interfaces is treated as outbound (KubeVirt/VM interfaces).
+  std::vector<std::string> reroute_interfaces;
+
+  bool operator==(const RedirectOptions&) const = default;
+};
+
+class RedirectPlan {
+ public:
+  // Validates the options (at least one family; interface names 1-15 chars of [A-Za-z0-9_.-],
+  // duplicates dropped). Throws NetnsError(InvalidArgument).
+  explicit RedirectPlan(RedirectOptions options);
+
+  const RedirectOptions& options() const noexcept { return options_; }
+  // The whole transaction as libnftables input: add + flush + chains + rules for each table the
+  // plan uses, and add + delete for a table it does not use (so re-applying with DNS capture
+  // switched off converges).
+  std::string render() const;
+  // The tables the plan creates (nat and mangle always, raw only with DNS capture).
+  std::vector<std::string_view> tables() const;
+  RoutingSpec routing() const { return {options_.ipv4, options_.ipv6}; }
+
+ private:
+  RedirectOptions options_;
+};
+
+// Failure-injection seam for the routing step: called on the netns thread after the nft
+// transaction succeeded, instead of the real libnl programming. Tests use it to prove that a
+// routing failure leaves no tables behind.
+using RoutingInstaller = std::function<void(const RoutingSpec&)>;
+
+struct ApplyHooks {
+  RoutingInstaller install_routing;  // empty: install_routing_here()
+};
+
+// Applies the plan in ns: one nft transaction, then policy routing. Idempotent. If routing
+// fails, the tables and any routing already added are removed again and the NetnsError says what
+// failed (and whether the rollback itself failed).
+void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& hooks = {});
+
+// Deletes the three tables (one transaction) and the rule(s)/route(s) of both families.
+// "Not found" is success; removing twice is fine.
+void remove(const NetnsHandle& ns);
+
+enum class RedirectStatus { Absent, Current, Drifted };
+std::string_view to_string(RedirectStatus status);
+
+struct Inspection {
+  RedirectStatus status = RedirectStatus::Absent;
+  // One line per difference from the plan (empty when Current or Absent).
+  std::vector<std::string> details;
+  std::string summary() const;  // "drifted: a; b"
+};
+
+// Compares what is in ns with the plan. Absent: none of our tables, rules or routes. Current:
+// every table lists exactly as the plan lists in a pristine netns, no table the plan does not
+// use, and the rule and route of each effective family present. Anything else: Drifted.
+Inspection inspect(const NetnsHandle& ns, const RedirectPlan& plan);
+
+}  // namespace ambient::netns
