@@ -12,11 +12,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "bench/common/spawn.h"
+#include "tests/support/process.h"
 
 namespace {
 
-using ambient::bench::Execution;
+using ambient::testing::Execution;
 
 struct Subject {
   std::string name;
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
       {"Go portmap ADD, no mappings", {portmap}, cni_env(netns, args_excluded), portmap_conf, {}, 0},
   };
   for (auto& s : subjects) {  // warm the page cache and check each subject works
-    const Execution x = ambient::bench::run(s.argv, s.env, s.input);
+    const Execution x = ambient::testing::run(s.argv, s.env, s.input);
     if (x.exit_code != 0) {
       std::cerr << s.name << " failed (exit " << x.exit_code << "): " << x.out << x.err << '\n';
       return 1;
@@ -75,18 +75,18 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < runs; ++i) {
     for (auto& s : subjects) {  // interleaved, so machine noise hits every subject alike
-      const Execution x = ambient::bench::run(s.argv, s.env, s.input);
+      const Execution x = ambient::testing::run(s.argv, s.env, s.input);
       s.ms.push_back(std::chrono::duration<double, std::milli>(x.elapsed).count());
       s.peak_rss_kb = std::max(s.peak_rss_kb, x.max_rss_kb);
     }
   }
 
-  const double floor_ms = ambient::bench::median_ms(subjects[0].ms);
+  const double floor_ms = ambient::testing::median_ms(subjects[0].ms);
   nlohmann::json j = nlohmann::json::array();
   std::string md = "| subject | median ms | p99 ms | × exec floor | peak RSS KiB |\n|---|---|---|---|---|\n";
   for (const auto& s : subjects) {
-    const double med = ambient::bench::median_ms(s.ms);
-    const double p99 = ambient::bench::percentile_ms(s.ms, 99);
+    const double med = ambient::testing::median_ms(s.ms);
+    const double p99 = ambient::testing::percentile_ms(s.ms, 99);
     j.push_back({{"subject", s.name}, {"median_ms", med}, {"p99_ms", p99},
                  {"ratio_to_floor", med / floor_ms}, {"peak_rss_kb", s.peak_rss_kb}, {"runs", runs}});
     char line[256];

@@ -1,4 +1,4 @@
-#include "bench/common/spawn.h"
+#include "tests/support/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
-namespace ambient::bench {
+namespace ambient::testing {
 namespace {
 
 std::vector<char*> c_strings(const std::vector<std::string>& v) {
@@ -25,7 +27,10 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
 }  // namespace
 
 Execution run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-              const std::string& input) {
+              const std::string& input, std::chrono::milliseconds timeout) {
+  // A child that exits before reading all its stdin must not kill the caller.
+  static const bool sigpipe_ignored = (std::signal(SIGPIPE, SIG_IGN), true);
+  (void)sigpipe_ignored;
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) {
     throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
@@ -60,8 +65,21 @@ Execution run(const std::vector<std::string>& argv, const std::vector<std::strin
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open || in_open) {
-    pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in_open ? in[1] : -1, POLLOUT, 0}};
-    if (::poll(fds, 3, -1) < 0 && errno != EINTR) break;
+    pollfd fds[3] = {{out_open ? out[0] : -1, POLLIN, 0},
+                     {err_open ? err[0] : -1, POLLIN, 0},
+                     {in_open ? in[1] : -1, POLLOUT, 0}};
+    int wait_ms = -1;
+    if (timeout.count() > 0) {
+      const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - start);
+      if (left.count() <= 0) {
+        ::kill(pid, SIGKILL);
+        x.timed_out = true;
+        break;
+      }
+      wait_ms = static_cast<int>(left.count());
+    }
+    if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
@@ -80,6 +98,7 @@ Execution run(const std::vector<std::string>& argv, const std::vector<std::strin
       }
     }
   }
+  if (in_open) ::close(in[1]);
   ::close(out[0]);
   ::close(err[0]);
   int status = 0;
@@ -101,4 +120,4 @@ double percentile_ms(std::vector<double> samples, double p) {
   return samples[std::min(idx, samples.size() - 1)];
 }
 
-}  // namespace ambient::bench
+}  // namespace ambient::testing

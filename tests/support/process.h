@@ -1,12 +1,12 @@
-// Timing whole process executions the way a container runtime causes them: fork/exec with an
-// environment and stdin, wait for exit. Shared by the benchmarks in bench/.
+// Runs a process the way a container runtime does: exec with an environment and stdin, wait
+// for exit, capture stdout/stderr, elapsed time and peak RSS. Shared by tests and benchmarks.
 #pragma once
 
 #include <chrono>
 #include <string>
 #include <vector>
 
-namespace ambient::bench {
+namespace ambient::testing {
 
 struct Execution {
   int exit_code = -1;
@@ -14,13 +14,16 @@ struct Execution {
   std::string err;
   std::chrono::nanoseconds elapsed{0};
   long max_rss_kb = 0;  // the child's peak RSS (getrusage of the waited child)
+  bool timed_out = false;
 };
 
-// Runs argv[0] with exactly `env` (KEY=VALUE) and `input` on stdin.
+// Runs argv[0] with exactly `env` (KEY=VALUE) and `input` on stdin. A child still running after
+// `timeout` (0 = none) is killed and reported as timed out.
 Execution run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-              const std::string& input);
+              const std::string& input,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
 
 double median_ms(std::vector<double> samples);
 double percentile_ms(std::vector<double> samples, double p);
 
-}  // namespace ambient::bench
+}  // namespace ambient::testing
