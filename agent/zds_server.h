@@ -1,0 +1,66 @@
+// The ZDS server: ztunnel connects here and receives the pods' network namespaces
+// (ambient-contract.md §6). SOCK_SEQPACKET, one protobuf message per datagram, ≤ 1024 bytes,
+// one Ack per request, 5 s deadlines.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+namespace ambient::agent {
+
+struct ZdsWorkload {
+  std::string uid;
+  std::string name;
+  std::string namespace_;
+  std::string service_account;
+  int netns_fd = -1;  // borrowed; -1 in a snapshot means "keep" (known, no netns held)
+};
+
+class ZdsError : public std::runtime_error {
+ public:
+  enum class Kind { kNoZtunnel, kNack, kTimeout, kDisconnected, kProtocol };
+  ZdsError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+class ZdsServer {
+ public:
+  struct Options {
+    std::string socket_path;
+    std::chrono::milliseconds deadline{5000};
+  };
+  // Called for every new ztunnel connection, under the snapshot lock: every pod the agent
+  // knows, with the netns fd it holds (or -1).
+  using SnapshotFn = std::function<std::vector<ZdsWorkload>()>;
+
+  ZdsServer(Options options, SnapshotFn snapshot, std::shared_ptr<spdlog::logger> log);
+  ~ZdsServer();
+  ZdsServer(const ZdsServer&) = delete;
+  ZdsServer& operator=(const ZdsServer&) = delete;
+
+  void start();  // binds (replacing a stale socket file) and starts accepting
+  void stop();
+
+  // `add` (with the netns fd) to the newest ztunnel; returns once it acked. Throws ZdsError.
+  void add(const ZdsWorkload& workload);
+  // `del` to every ztunnel; best effort (errors are logged, the connection dropped).
+  void del(const std::string& uid);
+
+  std::size_t connections() const;
+  std::uint64_t snapshots_sent() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ambient::agent
