@@ -1,7 +1,24 @@
 // A Kubernetes API server stand-in: real REST paths over TLS with bearer-token auth, so the
 // production API client (and kubectl 1.32) talk to it exactly as to kube-apiserver.
+//
+// What it serves (all JSON, all behind authentication):
+//   /version, /api (APIVersions), /apis (APIGroupList, no groups), /api/v1 (APIResourceList),
+//   /healthz /livez /readyz;
+//   GET/LIST/WATCH /api/v1/namespaces[/{name}], /api/v1/pods,
+//   /api/v1/namespaces/{ns}/pods[/{name}[/status]] with labelSelector, fieldSelector, limit and
+//   continue; watch=true streams newline-delimited events (chunked), honouring resourceVersion
+//   (410 "Expired" ERROR event when compacted away), allowWatchBookmarks and timeoutSeconds;
+//   PATCH of namespaces, pods and pods/{name}/status with application/merge-patch+json,
+//   application/strategic-merge-patch+json (merge semantics: maps merge, `null` deletes, lists
+//   are replaced — enough for metadata) and application/json-patch+json; a patch carrying
+//   metadata.resourceVersion is a precondition (409 on mismatch); a no-op patch does not bump
+//   the resourceVersion; pods/status keeps spec, the main resource keeps status, as the real
+//   strategies do.
+// Authentication: `Authorization: Bearer <token>` or a client certificate issued by this
+// server's CA (issue_client_certificate). Errors are real-shaped `Status` objects.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -15,6 +32,8 @@
 namespace ambient::testing {
 
 // A fault applied to matching requests. `times` < 0 means every matching request.
+// Faults apply before authentication, like a broken load balancer in front of the server; the
+// first matching fault with times != 0 wins. A delay alone delays the normal answer.
 struct ApiFault {
   std::string path_prefix;  // empty = every path
   int delay_ms = 0;         // delay before answering
@@ -29,6 +48,10 @@ struct ApiRequest {
   std::string path;
   std::string query;
   bool authorized = false;
+  std::string user;          // who authenticated: "token", a client certificate's CN, or ""
+  std::string content_type;  // of the request body (PATCH)
+  std::string body;
+  int remote_port = 0;  // the client's TCP port: equal ports = one reused connection
 };
 
 class ApiServerStandin {
@@ -37,6 +60,10 @@ class ApiServerStandin {
     std::string bind_address = "127.0.0.1";
     int port = 0;  // 0 = pick a free port
     std::string token = "test-token";
+    // How often a watch with allowWatchBookmarks=true gets a BOOKMARK (send_bookmarks() sends
+    // one at once).
+    std::chrono::milliseconds bookmark_interval{std::chrono::seconds(60)};
+    bool log_requests = false;  // one line per request on stderr
   };
 
   ApiServerStandin();
@@ -45,17 +72,31 @@ class ApiServerStandin {
   ApiServerStandin(const ApiServerStandin&) = delete;
   ApiServerStandin& operator=(const ApiServerStandin&) = delete;
 
-  void start();  // returns once it accepts connections
+  // Returns once it accepts connections. start() after stop() serves again on the same port
+  // with the same objects, CA and history (a restarted API server behind a stable address).
+  void start();
+  // Closes every connection (open watches included) and returns once nothing is served.
   void stop();
 
   int port() const;
   std::string url() const;  // https://127.0.0.1:<port>
   const std::string& ca_pem() const;
   const std::string& token() const;
+  // Rotation: from now on only `token` is accepted.
+  void set_token(std::string token);
 
-  // A kubeconfig for this server: CA data inline, bearer token inline or via tokenFile.
+  // A kubeconfig for this server: CA data inline, bearer token inline or via tokenFile (which
+  // is then written with the current token).
   void write_kubeconfig(const std::filesystem::path& path,
                         const std::filesystem::path& token_file = {}) const;
+
+  struct ClientCertificate {
+    std::string cert_pem;
+    std::string key_pem;
+  };
+  // A client certificate signed by this server's CA; requests presenting it are authorized as
+  // `user` (the certificate's CN).
+  ClientCertificate issue_client_certificate(const std::string& user) const;
 
   // Objects (Namespace or Pod). put() fills uid, resourceVersion and creationTimestamp when
   // missing and notifies watchers.
@@ -63,12 +104,31 @@ class ApiServerStandin {
   void remove_object(std::string_view kind, std::string_view ns, std::string_view name);
   std::optional<nlohmann::json> get_object(std::string_view kind, std::string_view ns,
                                            std::string_view name) const;
+  // put() for each object of a JSON array or a List ({"items": [...]}); throws
+  // std::invalid_argument for anything else.
+  void load_objects(const nlohmann::json& objects);
+  // The newest resourceVersion handed out.
+  std::string resource_version() const;
 
   void add_fault(ApiFault fault);
   void clear_faults();
 
   std::vector<ApiRequest> requests() const;
   void clear_requests();
+
+  // Connection accounting: TLS handshakes completed since construction (a client that reuses
+  // its connection adds none), and how many connections / watch streams are open now.
+  int tls_connections() const;
+  int open_connections() const;
+  int open_watches() const;
+
+  // Watch robustness controls.
+  void drop_watches();      // hard-closes every open watch stream (no final chunk)
+  void drop_connections();  // hard-closes every open connection, idle keep-alives included
+  // Forgets the event history: a watch from any resourceVersion older than now gets a single
+  // ERROR event with a 410 Status (reason Expired), as after etcd compaction.
+  void compact_history();
+  void send_bookmarks();  // a BOOKMARK now on every watch that allows them
 
  private:
   struct Impl;
