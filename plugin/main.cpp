@@ -22,7 +22,8 @@ int main() {
   ambient::plugin::PluginDeps deps;
   deps.log = std::make_shared<spdlog::logger>(
       "ambient-cni", std::make_shared<spdlog::sinks::stderr_sink_st>());
-  deps.log->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ ambient-cni: %v");
+  // UTC: local time would make every exec read /etc/localtime.
+  deps.log->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l ambient-cni: %v", spdlog::pattern_time_type::utc);
   const int rc = ambient::plugin::run_plugin(env, input, std::cout, deps);
   std::cout.flush();
   return rc;

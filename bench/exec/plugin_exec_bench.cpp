@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   int runs = 300;
   app.add_option("--plugin", plugin, "ambient-cni binary")->required();
   app.add_option("--floor", floor, "exec-floor binary")->required();
+  std::string floor_dynamic;
+  app.add_option("--floor-dynamic", floor_dynamic, "the exec floor linked like the plugin");
   app.add_option("--portmap", portmap, "Go reference plugin (no-op ADD)");
   app.add_option("--netns", netns, "an existing network namespace path (not ours)")->required();
   app.add_option("--runs", runs, "executions per subject");
@@ -66,6 +68,11 @@ int main(int argc, char** argv) {
       {"ambient-cni ADD, excluded namespace", {plugin}, cni_env(netns, args_excluded), conf, {}, 0},
       {"Go portmap ADD, no mappings", {portmap}, cni_env(netns, args_excluded), portmap_conf, {}, 0},
   };
+  if (!floor_dynamic.empty()) {
+    subjects.insert(subjects.begin() + 1, Subject{"exec floor, dynamic libc (linked like the plugin)",
+                                                  {floor_dynamic}, cni_env(netns, args_excluded),
+                                                  conf, {}, 0});
+  }
   for (auto& s : subjects) {  // warm the page cache and check each subject works
     const Execution x = ambient::testing::run(s.argv, s.env, s.input);
     if (x.exit_code != 0) {
