@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "config/constants.h"
@@ -59,80 +60,88 @@ std::string delete_element(const std::string& ip, bool v6) {
   return fmt::format("delete element inet {} {} {{ {} }}\n", c::kNatTable, set_for(v6), ip);
 }
 
-// Elements of both sets in the calling thread's netns, via libnftables' JSON listing.
-// An element without a comment (written by someone else) gets an empty owner.
-std::vector<ProbeEntry> list_entries_here() {
+// The host table as libnftables JSON, or nullopt when it does not exist. One listing of the whole
+// table: listing a chain on its own does not load the sets its rules look up, and nft then drops
+// the lookup from the output.
+std::optional<nlohmann::json> host_table_here() {
+  const nft::RunResult r =
+      nft::try_run(fmt::format("list table inet {}", c::kNatTable), nft::Output::Json);
+  if (!r.ok) {
+    if (r.error.find("No such file or directory") != std::string::npos) return std::nullopt;
+    throw NetnsError(ErrorKind::Nftables, "list host probe table: libnftables: " + r.error);
+  }
+  auto doc = nlohmann::json::parse(r.output, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("nftables") || !doc["nftables"].is_array()) {
+    throw NetnsError(ErrorKind::Nftables, "unexpected JSON listing of the host probe table");
+  }
+  return doc;
+}
+
+// Elements of both sets; an element without a comment (written by someone else) has no owner.
+std::vector<ProbeEntry> entries_of(const std::optional<nlohmann::json>& table) {
   std::vector<ProbeEntry> out;
-  for (bool v6 : {false, true}) {
-    const std::string json = nft::run(fmt::format("list set inet {} {}", c::kNatTable, set_for(v6)),
-                                      fmt::format("list set {}", set_for(v6)), nft::Output::Json);
-    const auto doc = nlohmann::json::parse(json, nullptr, false);
-    if (doc.is_discarded() || !doc.contains("nftables")) {
-      throw NetnsError(ErrorKind::Nftables,
-                       "unexpected JSON listing of " + std::string(set_for(v6)));
-    }
-    for (const auto& item : doc["nftables"]) {
-      if (!item.contains("set")) continue;
-      const auto& set = item["set"];
-      if (!set.contains("elem")) continue;
-      for (const auto& el : set["elem"]) {
-        if (el.is_string()) {
-          out.push_back({"", el.get<std::string>()});
-        } else if (el.contains("elem")) {
-          const auto& inner = el["elem"];
-          out.push_back({inner.value("comment", std::string()), inner.value("val", std::string())});
-        }
+  if (!table) return out;
+  for (const auto& item : (*table)["nftables"]) {
+    if (!item.contains("set")) continue;
+    const auto& set = item["set"];
+    const std::string name = set.value("name", "");
+    if ((name != c::kProbeSetV4 && name != c::kProbeSetV6) || !set.contains("elem")) continue;
+    for (const auto& el : set["elem"]) {
+      if (el.is_string()) {
+        out.push_back({"", el.get<std::string>()});
+      } else if (el.contains("elem")) {
+        const auto& inner = el["elem"];
+        out.push_back({inner.value("comment", std::string()), inner.value("val", std::string())});
       }
     }
   }
   return out;
 }
 
-bool base_exists_here() {
-  // Cheap existence check: the listing of a missing set or chain fails.
-  return nft::try_run(fmt::format("list chain inet {} postrouting\nlist set inet {} {}\nlist set "
-                                  "inet {} {}",
-                                  c::kNatTable, c::kNatTable, c::kProbeSetV4, c::kNatTable,
-                                  c::kProbeSetV6))
-      .ok;
+// The table without what is state rather than base: handles, set elements, metainfo. Two hosts
+// with the same rules, sets and chain give the same string.
+std::string base_of(const std::optional<nlohmann::json>& table) {
+  if (!table) return "";
+  nlohmann::json items = nlohmann::json::array();
+  for (auto item : (*table)["nftables"]) {
+    if (item.contains("metainfo")) continue;
+    for (auto& [kind, obj] : item.items()) {
+      obj.erase("handle");
+      obj.erase("elem");
+      (void)kind;
+    }
+    items.push_back(item);
+  }
+  return items.dump();
 }
 
-// The rules are compared by listing; set elements are state, not base, so the sets are only
-// checked for existence and type (set_types_ok_here).
-std::string list_base_here() {
-  return nft::run(fmt::format("list chain inet {} postrouting", c::kNatTable),
-                  "list host probe chain");
+bool set_types_ok(const std::optional<nlohmann::json>& table) {
+  if (!table) return false;
+  bool v4 = false, v6 = false;
+  for (const auto& item : (*table)["nftables"]) {
+    if (!item.contains("set")) continue;
+    const auto& s = item["set"];
+    if (s.value("name", "") == c::kProbeSetV4) v4 = s.value("type", "") == "ipv4_addr";
+    if (s.value("name", "") == c::kProbeSetV6) v6 = s.value("type", "") == "ipv6_addr";
+  }
+  return v4 && v6;
 }
 
-std::string reference_base_listing(const HostProbeConfig& cfg) {
+// How the kernel lists the base for a config, learnt once in a throwaway netns.
+std::string reference_base(const HostProbeConfig& cfg) {
   static std::mutex mu;
   static std::map<std::uint32_t, std::string> cache;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (auto it = cache.find(cfg.kubelet_uid); it != cache.end()) return it->second;
   }
-  const std::string listing = run_in_scratch_netns([&] {
+  const std::string base = run_in_scratch_netns([&] {
     nft::run(HostProbeSnat::render_base(cfg), "apply host probe base in a scratch netns");
-    return list_base_here();
+    return base_of(host_table_here());
   });
   std::lock_guard<std::mutex> lock(mu);
-  cache.emplace(cfg.kubelet_uid, listing);
-  return listing;
-}
-
-bool set_types_ok_here() {
-  const auto json = nft::run("list sets inet", "list sets", nft::Output::Json);
-  const auto doc = nlohmann::json::parse(json, nullptr, false);
-  if (doc.is_discarded() || !doc.contains("nftables")) return false;
-  bool v4 = false, v6 = false;
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("set")) continue;
-    const auto& s = item["set"];
-    if (s.value("table", "") != c::kNatTable) continue;
-    if (s.value("name", "") == c::kProbeSetV4) v4 = s.value("type", "") == "ipv4_addr";
-    if (s.value("name", "") == c::kProbeSetV6) v6 = s.value("type", "") == "ipv6_addr";
-  }
-  return v4 && v6;
+  cache.emplace(cfg.kubelet_uid, base);
+  return base;
 }
 
 }  // namespace
@@ -172,7 +181,7 @@ void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>
   run_in(host_, [&] {
     // Base and elements in one transaction: adding to a flushed host still works.
     std::string tx = render_base(config_);
-    const auto current = base_exists_here() ? list_entries_here() : std::vector<ProbeEntry>{};
+    const auto current = entries_of(host_table_here());
     for (const auto& p : parsed) {
       auto it = std::find_if(current.begin(), current.end(),
                              [&](const ProbeEntry& e) { return e.ip == p.text; });
@@ -194,8 +203,7 @@ void HostProbeSnat::remove(std::string_view pod_uid, const std::vector<std::stri
   for (const auto& ip : ips) parsed.push_back(parse_ip(ip));
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    if (!base_exists_here()) return;  // nothing there: already removed
-    const auto current = list_entries_here();
+    const auto current = entries_of(host_table_here());  // no table: nothing to remove
     std::string tx;
     for (const auto& p : parsed) {
       auto it = std::find_if(current.begin(), current.end(),
@@ -216,9 +224,8 @@ void HostProbeSnat::remove_pod(std::string_view pod_uid) {
   validate_uid(pod_uid);
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    if (!base_exists_here()) return;
     std::string tx;
-    for (const auto& e : list_entries_here()) {
+    for (const auto& e : entries_of(host_table_here())) {
       if (e.pod_uid == pod_uid) tx += delete_element(e.ip, parse_ip(e.ip).v6);
     }
     if (!tx.empty()) nft::run(tx, fmt::format("remove host probe IPs of pod {}", pod_uid));
@@ -227,16 +234,13 @@ void HostProbeSnat::remove_pod(std::string_view pod_uid) {
 
 std::vector<ProbeEntry> HostProbeSnat::entries() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return run_in(
-      host_, [] { return base_exists_here() ? list_entries_here() : std::vector<ProbeEntry>{}; });
+  return run_in(host_, [] { return entries_of(host_table_here()); });
 }
 
 bool HostProbeSnat::base_is_current() const {
-  const std::string expected = reference_base_listing(config_);
+  const std::string expected = reference_base(config_);
   std::lock_guard<std::mutex> lock(mu_);
-  return run_in(host_, [&] {
-    return base_exists_here() && set_types_ok_here() && list_base_here() == expected;
-  });
+  return run_in(host_, [&] { return base_of(host_table_here()) == expected; });
 }
 
 ProbeReconcileReport HostProbeSnat::reconcile(const std::vector<ProbeEntry>& desired_in) {
@@ -252,16 +256,13 @@ ProbeReconcileReport HostProbeSnat::reconcile(const std::vector<ProbeEntry>& des
   report.base_repaired = !current;
   run_in(host_, [&] {
     std::string tx;
-    std::vector<ProbeEntry> present;
-    if (current) {
-      present = list_entries_here();
-    } else {
-      // A set of the wrong type cannot be fixed in place: rebuild the table from scratch.
-      const bool rebuild = base_exists_here() && !set_types_ok_here();
-      if (rebuild) {
+    const auto table = host_table_here();
+    std::vector<ProbeEntry> present = entries_of(table);
+    if (!current) {
+      if (table && !set_types_ok(table)) {
+        // A set of the wrong type cannot be fixed in place: rebuild the table from scratch.
         tx += fmt::format("add table inet {0}\ndelete table inet {0}\n", c::kNatTable);
-      } else if (base_exists_here()) {
-        present = list_entries_here();
+        present.clear();
       }
       tx += render_base(config_);
     }

@@ -149,6 +149,8 @@ bool has_rule(nl_sock* sock, int family) {
   CachePtr cache(raw);
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* r = reinterpret_cast<rtnl_rule*>(obj);
+    // The cache may hold every family's rules whatever family was asked for.
+    if (rtnl_rule_get_family(r) != family) continue;
     if (rtnl_rule_get_prio(r) == c::kRulePriority && rtnl_rule_get_mark(r) == c::kConnMark &&
         rtnl_rule_get_mask(r) == c::kMarkMask && rtnl_rule_get_table(r) == c::kRouteTable &&
         rtnl_rule_get_action(r) == FR_ACT_TO_TBL) {
@@ -167,6 +169,7 @@ bool has_route(nl_sock* sock, int family) {
   const unsigned lo = if_nametoindex("lo");
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* r = reinterpret_cast<rtnl_route*>(obj);
+    if (rtnl_route_get_family(r) != family) continue;
     if (rtnl_route_get_table(r) != c::kRouteTable || rtnl_route_get_type(r) != RTN_LOCAL) continue;
     nl_addr* dst = rtnl_route_get_dst(r);
     if (!dst || nl_addr_get_prefixlen(dst) != 0) continue;
