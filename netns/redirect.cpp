@@ -154,11 +154,15 @@ std::string render_delete_table(std::string_view table) {
   return fmt::format("add table inet {0}\ndelete table inet {0}\n", table);
 }
 
-std::string render_remove_all() {
+}  // namespace
+
+std::string render_removal() {
   std::string out;
   for (auto t : kAllTables) out += render_delete_table(t);
   return out;
 }
+
+namespace {
 
 // The names of our tables that exist in the calling thread's netns.
 std::set<std::string> our_tables_here() {
@@ -264,7 +268,7 @@ void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& ho
       // tables out again and report both what failed and how the rollback went.
       std::string rollback = "tables and routing removed";
       try {
-        nft::run(render_remove_all(), "roll back tables");
+        nft::run(render_removal(), "roll back tables");
         remove_routing_here();
       } catch (const std::exception& e) {
         rollback = fmt::format("rollback failed too: {}", e.what());
@@ -284,7 +288,7 @@ void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& ho
 
 void remove(const NetnsHandle& ns) {
   run_in(ns, [&] {
-    nft::run(render_remove_all(), fmt::format("remove redirection tables in netns {}", ns.path()));
+    nft::run(render_removal(), fmt::format("remove redirection tables in netns {}", ns.path()));
     remove_routing_here();
   });
   spdlog::debug("netns {}: redirection removed", ns.path());

@@ -60,6 +60,9 @@ struct ApplyHooks {
 // failed (and whether the rollback itself failed).
 void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& hooks = {});
 
+// The nft transaction remove() runs (for --dry-run): add + delete of each of the three tables.
+std::string render_removal();
+
 // Deletes the three tables (one transaction) and the rule(s)/route(s) of both families.
 // "Not found" is success; removing twice is fine.
 void remove(const NetnsHandle& ns);
