@@ -1,5 +1,6 @@
 #include "agent/zds_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
