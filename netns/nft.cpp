@@ -15,10 +15,10 @@ struct CtxDeleter {
 };
 using CtxPtr = std::unique_ptr<nft_ctx, CtxDeleter>;
 
-// libnftables 1.0.6 initialises process-global state (GMP allocator hooks, the xt/iproute2
-// symbol tables) in nft_ctx_new()/nft_ctx_free() without locking, so we never run two contexts
-// at once in one process. A pod's transaction takes well under a millisecond when warm, so
-// serialising costs little even in a burst.
+// libnftables does not document thread safety; its first nft_ctx_new() runs an unlocked
+// one-time global init (GMP allocator hooks, xtables) and every run releases a process-global
+// interface cache, so this process never runs two contexts at once. A warm transaction takes under
+// a millisecond (bench/redirect), so serialising costs little even in a burst of pods.
 std::mutex& nft_mutex() {
   static std::mutex m;
   return m;
@@ -33,8 +33,8 @@ std::string trim(std::string s) {
 
 RunResult try_run(std::string_view commands, Output output) {
   std::lock_guard<std::mutex> lock(nft_mutex());
-  // A context per call: its netlink socket is opened in the calling thread's netns, and a pod
-  // gets exactly one transaction.
+  // A context per call: nft_ctx_new() opens its netlink socket right away, in the calling
+  // thread's netns, and a pod gets exactly one transaction.
   CtxPtr ctx(nft_ctx_new(NFT_CTX_DEFAULT));
   if (!ctx) throw NetnsError(ErrorKind::Nftables, "nft_ctx_new failed");
   if (output == Output::Json) nft_ctx_output_set_flags(ctx.get(), NFT_CTX_OUTPUT_JSON);

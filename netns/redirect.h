@@ -80,6 +80,8 @@ struct Inspection {
 // Compares what is in ns with the plan. Absent: none of our tables, rules or routes. Current:
 // every table lists exactly as the plan lists in a pristine netns, no table the plan does not
 // use, and the rule and route of each effective family present. Anything else: Drifted.
+// The reference listing is learnt by applying the plan once in a throwaway netns (needs
+// CAP_SYS_ADMIN, as entering a pod's netns does) and cached per distinct plan.
 Inspection inspect(const NetnsHandle& ns, const RedirectPlan& plan);
 
 }  // namespace ambient::netns

@@ -100,6 +100,7 @@ TEST_F(RedirectTraffic, DnsToOutsideResolverReachesProxyOn15053) {
   const auto udp = of_direction(*proxy_, "dns-udp");
   ASSERT_GE(udp.size(), 1u);
   EXPECT_EQ(udp[0].query, "example.test");
+  EXPECT_EQ(udp[0].original_dst, "127.0.0.1:15053");  // the proxy's loopback DNS socket got it
   EXPECT_TRUE(starts_with(udp[0].src, "10.199.1.2:")) << udp[0].src;
   // TCP DNS as well (the remote has no TCP resolver: only the proxy can answer).
   EXPECT_EQ(testbed::dns_query_tcp(topo_->pod(), Addr::kRemote4, "tcp.example.test"),

@@ -141,6 +141,14 @@ Topology::Topology(bool with_vm) {
       must("ip netns add " + n);
       created_.push_back(n);
       must("ip -n " + n + " link set lo up");
+      // No duplicate address detection on the interfaces created next: a tentative link-local
+      // address delays the first neighbour solicitation by seconds.
+      in_ns(n, [] {
+        for (const char* f : {"/proc/sys/net/ipv6/conf/all/accept_dad",
+                              "/proc/sys/net/ipv6/conf/default/accept_dad"}) {
+          std::ofstream(f) << "0";
+        }
+      });
     }
     const std::string H = host(), P = pod(), R = remote();
     // veths are created directly inside our namespaces: nothing appears in the machine's netns.
