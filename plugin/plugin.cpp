@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -85,12 +86,17 @@ void pass_through(const Invocation& in, std::ostream& out) {
 
 std::string pod_ref(const CniArgs& args) { return args.pod_namespace + "/" + args.pod_name; }
 
+struct Decided {
+  config::EnrollmentDecision decision;
+  std::optional<PodMetadata> meta;  // absent when decided from names or the lookup failed open
+};
+
 // Decides with the least work: rules that need no API first, then the pod's metadata.
 // Returns nullopt when the lookup failed and the failure policy says pass through.
-std::optional<config::EnrollmentDecision> decide(const Invocation& in) {
+std::optional<Decided> decide(const Invocation& in) {
   const auto& policy = in.config.policy;
   if (auto early = config::decide_from_names(policy, in.args.pod_namespace, in.args.pod_name)) {
-    return early;
+    return Decided{*early, std::nullopt};
   }
   PodMetadata meta;
   try {
@@ -107,38 +113,104 @@ std::optional<config::EnrollmentDecision> decide(const Invocation& in) {
   }
   auto decision = config::decide(policy, meta.pod, meta.ns);
   for (const auto& w : decision.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
-  return decision;
+  return Decided{std::move(decision), std::move(meta)};
 }
 
-void enroll(const Invocation& in, const config::EnrollmentDecision& decision) {
-  // In-pod redirection and the ztunnel handoff belong to the node agent; until one answers,
-  // an ambient pod must not start uncaptured.
-  in.log.warn("pod {} must be enrolled ({}) but no node agent is available", pod_ref(in.args),
-              decision.reason);
-  throw CniError(cni_code::kTryAgainLater, "node agent unavailable",
-                 "pod " + pod_ref(in.args) + " is selected for ambient (" + decision.reason +
-                     ") and cannot start uncaptured");
+bool is_kubernetes_pod(const CniArgs& args) {
+  return !args.pod_namespace.empty() && !args.pod_name.empty();
+}
+
+config::PodRecord pod_record(const Invocation& in, const PodMetadata* meta) {
+  config::PodRecord r;
+  r.container_id = in.env.container_id;
+  r.netns = in.env.netns;
+  r.ifname = in.env.ifname;
+  r.uid = meta != nullptr && !meta->pod.uid.empty() ? meta->pod.uid : in.args.pod_uid;
+  r.name = in.args.pod_name;
+  r.namespace_ = in.args.pod_namespace;
+  r.ips = config::result_ips(in.config.prev_result);
+  return r;
+}
+
+void enroll(const Invocation& in, const Decided& d, const config::PodRecord& record) {
+  config::AgentRequest req;
+  req.op = "add";
+  req.pod = record;
+  req.service_account = d.meta->pod.service_account;
+  req.redirect = config::redirect_settings_for(d.meta->pod.annotations, in.config.dns_capture,
+                                               in.config.ipv6);
+  for (const auto& w : req.redirect.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
+  const auto reply = in.deps.agent(in.config)->call(req);
+  if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
+  in.log.info("pod {} enrolled ({})", pod_ref(in.args), d.decision.reason);
 }
 
 void cmd_add(const Invocation& in, std::ostream& out) {
   check_netns(in.env.netns);
-  const auto decision = decide(in);
-  if (decision && decision->enroll) {
-    enroll(in, *decision);
+  const auto decided = decide(in);
+  if (decided && !decided->meta) {  // decided from names: nothing to record
+    in.log.info("pod {} untouched: {}", pod_ref(in.args), decided->decision.reason);
+    pass_through(in, out);
     return;
   }
-  if (decision) in.log.info("pod {} untouched: {}", pod_ref(in.args), decision->reason);
+  // Every Kubernetes pod that may ever be enrolled is recorded, so a later label change can
+  // find its netns without scanning /proc.
+  const auto record = pod_record(in, decided ? &*decided->meta : nullptr);
+  try {
+    write_pod_record(in.config.run_dir, record);
+  } catch (const CniError& e) {
+    in.log.warn("pod {}: {} (a later label change will scan /proc instead)", pod_ref(in.args),
+                e.what());
+  }
+  if (decided && decided->decision.enroll) {
+    try {
+      enroll(in, *decided, record);
+    } catch (const CniError&) {
+      // A failed ADD is followed by a DEL, but don't leave a record claiming a running pod.
+      remove_pod_record(in.config.run_dir, record.container_id);
+      throw;
+    }
+  } else if (decided) {
+    in.log.info("pod {} untouched: {}", pod_ref(in.args), decided->decision.reason);
+  }
   pass_through(in, out);
+}
+
+// Best effort: the agent forgets the pod (ztunnel del, rules, probe entry); when it cannot be
+// reached, a tombstone tells it at its next start.
+void release(const Invocation& in, const config::PodRecord& record) {
+  config::AgentRequest req;
+  req.op = "del";
+  req.pod = record;
+  try {
+    const auto reply = in.deps.agent(in.config)->call(req);
+    if (!reply.ok) in.log.warn("DEL {}: agent: {}", record.container_id, reply.msg);
+  } catch (const CniError& e) {
+    in.log.warn("DEL {}: {}; leaving a tombstone", record.container_id, e.what());
+    write_tombstone(in.config.run_dir, record);
+  }
+}
+
+void cmd_del(const Invocation& in) {
+  remove_pod_record(in.config.run_dir, in.env.container_id);
+  if (!is_kubernetes_pod(in.args)) return;
+  if (const auto early = config::decide_from_names(in.config.policy, in.args.pod_namespace,
+                                                   in.args.pod_name)) {
+    return;  // never enrolled: excluded namespace or our own agent
+  }
+  release(in, pod_record(in, nullptr));
 }
 
 void cmd_check(const Invocation& in) {
   require_version(in.config, "0.4.0", in.verb);
   check_netns(in.env.netns);
-  const auto decision = decide(in);
-  if (decision && decision->enroll) {
-    throw CniError(cni_code::kTryAgainLater, "node agent unavailable",
-                   "cannot verify the ambient redirection of pod " + pod_ref(in.args));
-  }
+  const auto decided = decide(in);
+  if (!decided || !decided->decision.enroll) return;
+  config::AgentRequest req;
+  req.op = "check";
+  req.pod = pod_record(in, &*decided->meta);
+  const auto reply = in.deps.agent(in.config)->call(req);
+  if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
 }
 
 void cmd_status(const Invocation& in) {
@@ -154,7 +226,7 @@ void cmd_status(const Invocation& in) {
 void cmd_gc(const Invocation& in, std::string_view stdin_text) {
   require_version(in.config, "1.1.0", in.verb);
   const auto doc = nlohmann::json::parse(stdin_text);  // already validated by parse_config
-  std::size_t valid = 0;
+  std::set<std::string> valid;
   for (const char* key : {"cni.dev/valid-attachments", "cni.dev/attachments"}) {
     const auto it = doc.find(key);
     if (it == doc.end() || it->is_null()) continue;
@@ -170,10 +242,19 @@ void cmd_gc(const Invocation& in, std::string_view stdin_text) {
       if (a.contains("ifname") && !a["ifname"].is_string()) {
         throw CniError(cni_code::kInvalidConfig, where + ".ifname must be a string");
       }
-      ++valid;
+      valid.insert(a["containerID"].get<std::string>());
     }
   }
-  in.log.debug("GC: {} valid attachments", valid);
+  std::size_t removed = 0;
+  for (const auto& record : read_pod_records(in.config.run_dir)) {
+    if (valid.contains(record.container_id)) continue;
+    in.log.info("GC: {} ({}/{}) is no longer a valid attachment", record.container_id,
+                record.namespace_, record.name);
+    remove_pod_record(in.config.run_dir, record.container_id);
+    release(in, record);
+    ++removed;
+  }
+  in.log.debug("GC: {} valid attachments, {} stale records removed", valid.size(), removed);
 }
 
 int run_verb(Verb verb, const CniEnv& env, std::string_view stdin_text, std::ostream& out,
@@ -212,6 +293,8 @@ int run_verb(Verb verb, const CniEnv& env, std::string_view stdin_text, std::ost
       cmd_gc(in, stdin_text);
       break;
     case Verb::kDel:
+      cmd_del(in);
+      break;
     case Verb::kVersion:
       break;
   }

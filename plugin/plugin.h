@@ -9,6 +9,7 @@
 #include <spdlog/logger.h>
 
 #include "config/plugin_config.h"
+#include "plugin/agent_client.h"
 #include "plugin/cni_env.h"
 #include "plugin/pod_metadata.h"
 
@@ -17,6 +18,10 @@ namespace ambient::plugin {
 struct PluginDeps {
   std::function<std::unique_ptr<PodMetadataSource>(const config::PluginConfig&)> metadata =
       make_api_metadata_source;
+  std::function<std::unique_ptr<AgentClient>(const config::PluginConfig&)> agent =
+      [](const config::PluginConfig& c) {
+        return make_socket_agent_client(c.run_dir, std::chrono::milliseconds(c.agent_timeout_ms));
+      };
   std::shared_ptr<spdlog::logger> log;  // stderr; never stdout
 };
 

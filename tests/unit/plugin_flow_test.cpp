@@ -3,7 +3,10 @@
 
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +44,26 @@ class ScriptedSource : public PodMetadataSource {
   Script& s_;
 };
 
+// An agent that records what it was asked and answers as scripted (or is unreachable).
+struct AgentScript {
+  bool reachable = false;
+  config::AgentReply reply{true, 0, "", ""};
+  std::vector<config::AgentRequest> requests;
+};
+
+class ScriptedAgent : public AgentClient {
+ public:
+  explicit ScriptedAgent(AgentScript& s) : s_(s) {}
+  config::AgentReply call(const config::AgentRequest& r) override {
+    if (!s_.reachable) throw CniError(11, "node agent unavailable: /run/x/agent.sock: No such file");
+    s_.requests.push_back(r);
+    return s_.reply;
+  }
+
+ private:
+  AgentScript& s_;
+};
+
 class PluginFlow : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -49,6 +72,11 @@ class PluginFlow : public ::testing::Test {
     deps_.metadata = [this](const config::PluginConfig&) {
       return std::make_unique<ScriptedSource>(script_);
     };
+    deps_.agent = [this](const config::PluginConfig&) {
+      return std::make_unique<ScriptedAgent>(agent_);
+    };
+    run_dir_ = ::testing::TempDir() + "/plugin-flow-run-" + std::to_string(::getpid());
+    std::filesystem::remove_all(run_dir_);
     deps_.log = std::make_shared<spdlog::logger>(
         "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log_));
   }
@@ -73,13 +101,18 @@ class PluginFlow : public ::testing::Test {
 
   json conf(const char* version = "1.0.0") {
     return {{"cniVersion", version}, {"name", "k8s"}, {"type", "ambient-cni"},
+            {"cni_agent_run_dir", run_dir_},
             {"prevResult",
              {{"cniVersion", version},
               {"ips", {{{"address", "10.1.0.5/24"}, {"interface", 0}}}},
               {"interfaces", {{{"name", "eth0"}}}}}}};
   }
 
+  void TearDown() override { std::filesystem::remove_all(run_dir_); }
+
   Script script_;
+  AgentScript agent_;
+  std::string run_dir_;
   PluginDeps deps_;
   std::ostringstream out_;
   std::ostringstream log_;
@@ -118,8 +151,71 @@ TEST_F(PluginFlow, EnrolledPodFailsClosedWithoutAgent) {
   script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
   EXPECT_EQ(run(env("ADD"), conf()), 1);
   EXPECT_EQ(output()["code"], 11);
-  EXPECT_EQ(output()["msg"], "node agent unavailable");
-  EXPECT_NE(output()["details"].get<std::string>().find("namespace label ambient"), std::string::npos);
+  EXPECT_NE(output()["msg"].get<std::string>().find("node agent unavailable"), std::string::npos);
+  // A failed ADD leaves no record claiming a running pod.
+  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+}
+
+TEST_F(PluginFlow, EnrolledPodIsHandedToTheAgent) {
+  agent_.reachable = true;
+  script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
+  EXPECT_EQ(run(env("ADD"), conf()), 0);
+  EXPECT_EQ(output(), conf()["prevResult"]);
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  const auto& r = agent_.requests[0];
+  EXPECT_EQ(r.op, "add");
+  EXPECT_EQ(r.pod.container_id, "c0ffee");
+  EXPECT_EQ(r.pod.namespace_, "demo");
+  EXPECT_EQ(r.pod.name, "web");
+  EXPECT_EQ(r.pod.ips, std::vector<std::string>{"10.1.0.5"});
+  EXPECT_TRUE(r.redirect.dns_capture);
+  ASSERT_EQ(read_pod_records(run_dir_).size(), 1u);
+}
+
+TEST_F(PluginFlow, AgentRefusalIsTheAddError) {
+  agent_.reachable = true;
+  agent_.reply = {false, 11, "ztunnel did not acknowledge pod demo/web", "no ztunnel is connected"};
+  script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
+  EXPECT_EQ(run(env("ADD"), conf()), 1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_EQ(output()["details"], "no ztunnel is connected");
+}
+
+TEST_F(PluginFlow, UntouchedPodIsRecordedForLaterEnrolment) {
+  EXPECT_EQ(run(env("ADD"), conf()), 0);
+  const auto records = read_pod_records(run_dir_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].netns, netns_path_);
+  EXPECT_TRUE(agent_.requests.empty());
+  auto del = env("DEL");
+  EXPECT_EQ(run(del, conf()), 0);
+  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+}
+
+TEST_F(PluginFlow, DelTellsTheAgentOrLeavesATombstone) {
+  auto e = env("DEL");
+  e.netns.clear();
+  EXPECT_EQ(run(e, conf()), 0);
+  EXPECT_TRUE(std::filesystem::exists(run_dir_ + "/tombstones/c0ffee.json"));
+  agent_.reachable = true;
+  EXPECT_EQ(run(e, conf()), 0);
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  EXPECT_EQ(agent_.requests[0].op, "del");
+  // Excluded namespaces were never enrolled: no agent call.
+  EXPECT_EQ(run(env("DEL", "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=x"), conf()), 0);
+  EXPECT_EQ(agent_.requests.size(), 1u);
+}
+
+TEST_F(PluginFlow, GcReleasesStaleRecords) {
+  EXPECT_EQ(run(env("ADD"), conf("1.1.0")), 0);
+  agent_.reachable = true;
+  auto c = conf("1.1.0");
+  c["cni.dev/valid-attachments"] = json::array({{{"containerID", "other"}, {"ifname", "eth0"}}});
+  EXPECT_EQ(run(env("GC"), c), 0);
+  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  EXPECT_EQ(agent_.requests[0].op, "del");
+  EXPECT_EQ(agent_.requests[0].pod.container_id, "c0ffee");
 }
 
 TEST_F(PluginFlow, LookupFailureClosedIsCode11) {
