@@ -12,10 +12,13 @@
 #include <netlink/route/rule.h>
 #include <netlink/socket.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -103,6 +106,16 @@ RoutePtr make_route(int family, bool with_nexthop) {
   return route;
 }
 
+bool loopback_is_up() {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot tell: no hint rather than a wrong one
+  ifreq req{};
+  std::strncpy(req.ifr_name, "lo", IFNAMSIZ - 1);
+  const bool up = ioctl(fd, SIOCGIFFLAGS, &req) != 0 || (req.ifr_flags & IFF_UP);
+  close(fd);
+  return up;
+}
+
 bool is_gone(int err) {
   // ENOENT/ESRCH (nothing to delete) and EAFNOSUPPORT (IPv6 compiled out) all mean "absent".
   return err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR || err == -NLE_AF_NOSUPPORT;
@@ -120,7 +133,11 @@ void install_family(nl_sock* sock, int family) {
   RoutePtr route = make_route(family, true);
   err = rtnl_route_add(sock, route.get(), NLM_F_REPLACE);
   if (err < 0) {
-    throw_nl(std::string("add ") + family_name(family) + " local default route on lo in table 100",
+    // The kernel refuses IPv6 routes on a down device, and libnl reports that as an
+    // "unspecific failure": name the likely cause.
+    const std::string hint = loopback_is_up() ? "" : " (lo is down in this netns)";
+    throw_nl(std::string("add ") + family_name(family) + " local default route on lo in table 100" +
+                 hint,
              err);
   }
 }

@@ -203,6 +203,24 @@ TEST_F(RedirectLifecycle, RoutingFailureAfterPartialRoutingRollsBackRoutingToo) 
   testbed::expect_no_redirection_state(topo_->pod());
 }
 
+TEST_F(RedirectLifecycle, RealRoutingFailureRollsBackAndNamesTheCause) {
+  // The kernel refuses an IPv6 route on a down lo: a genuine netlink failure after the tables
+  // and the IPv4 rule/route are in.
+  testbed::must("ip -n " + topo_->pod() + " link set lo down");
+  RedirectOptions o;
+  o.ipv6 = true;
+  try {
+    apply(*pod_, RedirectPlan(o));
+    FAIL() << "apply succeeded with lo down";
+  } catch (const NetnsError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Netlink);
+    EXPECT_NE(std::string(e.what()).find("IPv6 local default route"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("lo is down"), std::string::npos) << e.what();
+  }
+  testbed::expect_no_redirection_state(topo_->pod());
+}
+
 TEST_F(RedirectLifecycle, NoIpv6RoutingWhenLoDisallowsIpv6) {
   run_in(*pod_, [] { std::ofstream("/proc/sys/net/ipv6/conf/lo/disable_ipv6") << "1"; });
   RedirectOptions o;

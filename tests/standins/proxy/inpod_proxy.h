@@ -32,6 +32,7 @@ struct ProxiedConnection {
   std::string query;  // DNS only: the queried name
 };
 
+// Called from the proxy's connection threads, possibly concurrently: must be thread-safe.
 using LogSink = std::function<void(const std::string& json_line)>;
 
 class InpodProxy {
