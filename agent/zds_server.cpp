@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -49,6 +50,7 @@ struct ZdsServer::Impl {
   // change slips between a snapshot and the connection joining the set.
   std::shared_mutex snapshot_mu;
   mutable std::mutex conns_mu;
+  std::condition_variable conns_cv;  // a ztunnel finished its snapshot
   std::list<std::shared_ptr<Connection>> conns;  // oldest first
 
   zds::Deadline deadline() const { return std::chrono::steady_clock::now() + options.deadline; }
@@ -100,6 +102,7 @@ struct ZdsServer::Impl {
         std::lock_guard lock(conns_mu);
         conns.push_back(c);
       }
+      conns_cv.notify_all();
       ++snapshots;
       log->info("ztunnel connection {} ready: snapshot of {} pods ({} with netns)", c->id,
                 workloads.size(), adds);
@@ -195,6 +198,7 @@ void ZdsServer::stop() {
   auto& s = *impl_;
   if (!s.running.exchange(false)) return;
   (void)!::write(s.wake[1], "x", 1);
+  s.conns_cv.notify_all();
   if (s.acceptor.joinable()) s.acceptor.join();
   {
     std::lock_guard lock(s.conns_mu);
@@ -209,6 +213,17 @@ void ZdsServer::stop() {
 
 void ZdsServer::add(const ZdsWorkload& w) {
   auto& s = *impl_;
+  {
+    // A ztunnel that is restarting reconnects within moments: wait for it (before taking the
+    // snapshot lock, which its greeting needs) rather than fail the pod at once.
+    std::unique_lock lock(s.conns_mu);
+    s.conns_cv.wait_for(lock, s.options.deadline, [&s] {
+      for (const auto& c : s.conns) {
+        if (!c->dead) return true;
+      }
+      return !s.running.load();
+    });
+  }
   std::shared_lock shared(s.snapshot_mu);
   for (;;) {
     std::shared_ptr<Connection> newest;

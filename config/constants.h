@@ -56,4 +56,20 @@ inline constexpr std::string_view kProbeSetV6 = "istio-inpod-probes-v6";
 inline constexpr std::size_t kZdsMaxMessage = 1024;
 inline constexpr int kZdsDeadlineMs = 5000;
 
+// CNI error codes (SPEC "Error"), shared by the plugin and the agent's replies to it.
+namespace cni_code {
+inline constexpr int kIncompatibleVersion = 1;
+inline constexpr int kUnsupportedField = 2;
+inline constexpr int kUnknownContainer = 3;
+inline constexpr int kInvalidEnvironment = 4;
+inline constexpr int kIoFailure = 5;
+inline constexpr int kDecodeFailure = 6;
+inline constexpr int kInvalidConfig = 7;
+inline constexpr int kInvalidNetns = 8;
+inline constexpr int kTryAgainLater = 11;
+inline constexpr int kStatusPluginNotAvailable = 50;
+inline constexpr int kStatusLimitedConnectivity = 51;
+inline constexpr int kInternal = 999;
+}  // namespace cni_code
+
 }  // namespace ambient::contract

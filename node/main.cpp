@@ -8,9 +8,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   ambient::node::add_version_command(app);
   ambient::node::add_explain_command(app);
-#ifdef AMBIENT_NODE_REDIRECT
   ambient::node::add_redirect_command(app);
-#endif
+  ambient::node::add_agent_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -6,22 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/constants.h"
+
 namespace ambient::plugin {
 
-namespace cni_code {
-inline constexpr int kIncompatibleVersion = 1;
-inline constexpr int kUnsupportedField = 2;
-inline constexpr int kUnknownContainer = 3;
-inline constexpr int kInvalidEnvironment = 4;
-inline constexpr int kIoFailure = 5;
-inline constexpr int kDecodeFailure = 6;
-inline constexpr int kInvalidConfig = 7;
-inline constexpr int kInvalidNetns = 8;
-inline constexpr int kTryAgainLater = 11;
-inline constexpr int kStatusPluginNotAvailable = 50;
-inline constexpr int kStatusLimitedConnectivity = 51;
-inline constexpr int kInternal = 999;
-}  // namespace cni_code
+namespace cni_code = ::ambient::contract::cni_code;
 
 class CniError : public std::runtime_error {
  public:

@@ -1,0 +1,58 @@
+#include "agent/kube_access.h"
+
+#include "config/constants.h"
+
+namespace ambient::agent {
+namespace {
+
+std::string status_path(const std::string& ns, const std::string& name) {
+  return "/api/v1/namespaces/" + ns + "/pods/" + name + "/status";
+}
+
+nlohmann::json annotation_patch(nlohmann::json value) {
+  return {{"metadata",
+           {{"annotations", {{std::string(contract::kRedirectionAnnotation), std::move(value)}}}}}};
+}
+
+}  // namespace
+
+ApiPool::ApiPool(kube::Kubeconfig config, kube::ClientOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {}
+
+std::unique_ptr<kube::Client> ApiPool::acquire() {
+  {
+    std::lock_guard g(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  return std::make_unique<kube::Client>(config_, options_);
+}
+
+void ApiPool::release(std::unique_ptr<kube::Client> c) {
+  if (!c) return;
+  std::lock_guard g(mu_);
+  if (idle_.size() < 8) idle_.push_back(std::move(c));  // bound the warm connections
+}
+
+void StatusAnnotator::set(const std::string& ns, const std::string& name, std::string_view value) {
+  api_.with([&](kube::Client& c) {
+    return c.patch(status_path(ns, name), annotation_patch(std::string(value)),
+                   "application/merge-patch+json");
+  });
+}
+
+void StatusAnnotator::clear(const std::string& ns, const std::string& name) {
+  try {
+    api_.with([&](kube::Client& c) {
+      return c.patch(status_path(ns, name), annotation_patch(nullptr),
+                     "application/merge-patch+json");
+    });
+  } catch (const kube::ApiError& e) {
+    if (e.kind() != kube::ApiError::Kind::kNotFound) throw;
+  }
+}
+
+}  // namespace ambient::agent

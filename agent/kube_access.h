@@ -1,0 +1,53 @@
+// The agent's use of the Kubernetes API: a small pool of clients (each kube::Client is
+// single-threaded and keeps its connection warm) and the pod status annotation.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kube/client.h"
+
+namespace ambient::agent {
+
+class ApiPool {
+ public:
+  ApiPool(kube::Kubeconfig config, kube::ClientOptions options);
+
+  // Runs fn with a client nobody else is using; clients are created on demand and reused.
+  template <class F>
+  auto with(F&& fn) {
+    auto client = acquire();
+    struct Return {
+      ApiPool& pool;
+      std::unique_ptr<kube::Client>& c;
+      ~Return() { pool.release(std::move(c)); }
+    } give_back{*this, client};
+    return fn(*client);
+  }
+
+ private:
+  std::unique_ptr<kube::Client> acquire();
+  void release(std::unique_ptr<kube::Client> c);
+
+  kube::Kubeconfig config_;
+  kube::ClientOptions options_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<kube::Client>> idle_;
+};
+
+// ambient.istio.io/redirection on the pods/status subresource (JSON merge patch): istiod sends
+// HBONE to a pod only once it reads "enabled".
+class StatusAnnotator {
+ public:
+  explicit StatusAnnotator(ApiPool& api) : api_(api) {}
+  void set(const std::string& ns, const std::string& name, std::string_view value);  // ApiError
+  // Removes the annotation; a pod that no longer exists is fine. Throws ApiError otherwise.
+  void clear(const std::string& ns, const std::string& name);
+
+ private:
+  ApiPool& api_;
+};
+
+}  // namespace ambient::agent
