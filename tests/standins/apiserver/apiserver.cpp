@@ -396,7 +396,8 @@ struct ApiServerStandin::Impl {
     if (!metadata.contains("creationTimestamp")) metadata["creationTimestamp"] = now_rfc3339();
     metadata["resourceVersion"] = std::to_string(++rv);
     objects[key] = object;
-    record_event(previous.is_null() ? "ADDED" : "MODIFIED", object, std::move(previous));
+    const char* type = previous.is_null() ? "ADDED" : "MODIFIED";
+    record_event(type, object, std::move(previous));
   }
 
   void remove(std::string_view kind_text, std::string_view ns, std::string_view name) {
@@ -967,6 +968,10 @@ struct ApiServerStandin::Impl {
     // per request from the verification result, so token clients are unaffected.
     X509_STORE_add_cert(SSL_CTX_get_cert_store(&ctx), pki.ca().cert.get());
     SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    // With peer verification on, OpenSSL refuses to resume a session (a reconnecting client
+    // such as libcurl offers one) unless a session id context is set: "internal error" alert.
+    static constexpr unsigned char kSessionContext[] = "ambient-apiserver-standin";
+    SSL_CTX_set_session_id_context(&ctx, kSessionContext, sizeof(kSessionContext) - 1);
     SSL_CTX_set_app_data(&ctx, &connections);
     SSL_CTX_set_info_callback(&ctx, &ConnectionRegistry::on_info);
     return true;
@@ -1009,6 +1014,9 @@ struct ApiServerStandin::Impl {
     }
     // bind_* already listen(2)s: connections queue from here, so start() may return now.
     listener = std::thread([this] { server->listen_after_bind(); });
+    // httplib's stop() does nothing until the accept loop has started (is_running), so a
+    // stop() right after start() would leave the listener blocked in accept(2) forever.
+    while (!server->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 
   void stop() {
