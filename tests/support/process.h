@@ -23,6 +23,22 @@ Execution run(const std::vector<std::string>& argv, const std::vector<std::strin
               const std::string& input,
               std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
 
+// A long-running child (an agent, a stand-in) with stdout/stderr appended to a log file.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~BackgroundProcess();  // SIGKILL + reap if still running
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+  int pid() const { return pid_; }
+  bool running();
+  // Sends sig and waits up to `timeout` for the exit; returns the exit status (or -1).
+  int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  int pid_ = -1;
+};
+
 double median_ms(std::vector<double> samples);
 double percentile_ms(std::vector<double> samples, double p);
 
