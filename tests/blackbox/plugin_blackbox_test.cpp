@@ -27,6 +27,12 @@ using testing::ApiServerStandin;
 
 const std::vector<std::string> kVersions = {"0.3.1", "0.4.0", "1.0.0", "1.1.0"};
 
+ApiFault fault(void (*set)(ApiFault&)) {
+  ApiFault f;
+  set(f);
+  return f;
+}
+
 // A prevResult as the primary plugin (bridge + host-local) prints it in each version.
 json prev_result(const std::string& version) {
   json ip = {{"address", "10.22.0.5/16"}, {"gateway", "10.22.0.1"}, {"interface", 2}};
@@ -214,7 +220,7 @@ TEST_P(PluginBinary, NoPrevResult) {
 }
 
 TEST_P(PluginBinary, ApiDownFailsClosedOrPassesOpen) {
-  api_->add_fault({.drop = true});
+  api_->add_fault(fault([](ApiFault& f) { f.drop = true; }));
   expect_error(add("legacy", "batch", conf()), 11, "looking up pod legacy/batch");
   const auto open = add("legacy", "batch", conf({{"failure_policy", "open"}}));
   ASSERT_EQ(open.exit_code, 0) << open.out << open.err;
@@ -223,7 +229,7 @@ TEST_P(PluginBinary, ApiDownFailsClosedOrPassesOpen) {
 }
 
 TEST_P(PluginBinary, ApiSlowerThanTheDeadline) {
-  api_->add_fault({.delay_ms = 3000});
+  api_->add_fault(fault([](ApiFault& f) { f.delay_ms = 3000; }));
   const auto start = std::chrono::steady_clock::now();
   const auto x = add("legacy", "batch", conf({{"api_timeout_ms", 300}}));
   expect_error(x, 11, "legacy/batch");
@@ -231,10 +237,13 @@ TEST_P(PluginBinary, ApiSlowerThanTheDeadline) {
 }
 
 TEST_P(PluginBinary, ApiErrorsNameTheirCause) {
-  api_->add_fault({.path_prefix = "/api/v1/namespaces/legacy/pods", .status = 403});
+  api_->add_fault(fault([](ApiFault& f) {
+    f.path_prefix = "/api/v1/namespaces/legacy/pods";
+    f.status = 403;
+  }));
   expect_error(add("legacy", "batch", conf()), 11, "403");
   api_->clear_faults();
-  api_->add_fault({.bad_json = true});
+  api_->add_fault(fault([](ApiFault& f) { f.bad_json = true; }));
   expect_error(add("legacy", "batch", conf()), 11, "legacy/batch");
   api_->clear_faults();
   expect_error(add("legacy", "ghost", conf()), 11, "404");
@@ -245,14 +254,14 @@ TEST_P(PluginBinary, ApiErrorsNameTheirCause) {
 TEST_P(PluginBinary, WrongTokenIs401) {
   const auto kubeconfig = *run_dir_ / "kubeconfig-bad-token";
   const auto token = *run_dir_ / "bad-token";
-  std::ofstream(token) << "not-the-token";
-  api_->write_kubeconfig(kubeconfig, token);
+  api_->write_kubeconfig(kubeconfig, token);  // writes the real token into the file…
+  std::ofstream(token) << "not-the-token";     // …which then rotates to a wrong one
   expect_error(add("legacy", "batch", conf({{"kubeconfig", kubeconfig.string()}})), 11, "401");
 }
 
 TEST_P(PluginBinary, DelAlwaysSucceeds) {
   // containerd: three DELs, the 2nd and 3rd without netns or prevResult; the API may be down.
-  api_->add_fault({.drop = true});
+  api_->add_fault(fault([](ApiFault& f) { f.drop = true; }));
   auto bare = conf();
   bare.erase("prevResult");
   for (const auto& [netns, c] : {std::pair{netns_->path(), conf()}, std::pair{std::string(), bare},
