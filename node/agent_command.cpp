@@ -41,30 +41,34 @@ int run_agent(const agent::AgentOptions& options, const std::string& log_level) 
 
 }  // namespace
 
+void add_agent_options(CLI::App* cmd, agent::AgentOptions& o, std::string& log_level) {
+  cmd->add_option("--run-dir", o.run_dir, "run directory shared with the plugin")
+      ->envname("AMBIENT_RUN_DIR")->capture_default_str();
+  cmd->add_option("--ztunnel-socket", o.ztunnel_socket, "ZDS socket ztunnel connects to")
+      ->envname("AMBIENT_ZTUNNEL_SOCKET")->capture_default_str();
+  cmd->add_option("--kubeconfig", o.kubeconfig, "kubeconfig (default: in-cluster service account)")
+      ->envname("AMBIENT_KUBECONFIG");
+  cmd->add_option("--node-name", o.node_name, "this node's name")->envname("NODE_NAME");
+  cmd->add_option("--host-netns", o.host_netns,
+                  "netns holding the host probe SNAT (default: the agent's own)")
+      ->envname("AMBIENT_HOST_NETNS");
+  cmd->add_option("--listen-address", o.listen_address, "address of the HTTP endpoints")
+      ->envname("AMBIENT_LISTEN_ADDRESS")->capture_default_str();
+  cmd->add_option("--health-port", o.health_port, "/healthz and /readyz (-1: off)")
+      ->envname("AMBIENT_HEALTH_PORT")->capture_default_str();
+  cmd->add_option("--metrics-port", o.metrics_port, "Prometheus /metrics (-1: off)")
+      ->envname("AMBIENT_METRICS_PORT")->capture_default_str();
+  cmd->add_option("--kubelet-uid", o.kubelet_uid, "UID whose probes are SNATed")
+      ->envname("AMBIENT_KUBELET_UID")->capture_default_str();
+  cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->envname("AMBIENT_LOG_LEVEL")->capture_default_str();
+}
+
 void add_agent_command(CLI::App& app) {
   auto o = std::make_shared<agent::AgentOptions>();
   auto level = std::make_shared<std::string>("info");
   auto* cmd = app.add_subcommand("agent", "Run the node agent (ZDS server, plugin requests)");
-  cmd->add_option("--run-dir", o->run_dir, "run directory shared with the plugin")
-      ->envname("AMBIENT_RUN_DIR")->capture_default_str();
-  cmd->add_option("--ztunnel-socket", o->ztunnel_socket, "ZDS socket ztunnel connects to")
-      ->envname("AMBIENT_ZTUNNEL_SOCKET")->capture_default_str();
-  cmd->add_option("--kubeconfig", o->kubeconfig, "kubeconfig (default: in-cluster service account)")
-      ->envname("AMBIENT_KUBECONFIG");
-  cmd->add_option("--node-name", o->node_name, "this node's name")->envname("NODE_NAME");
-  cmd->add_option("--host-netns", o->host_netns,
-                  "netns holding the host probe SNAT (default: the agent's own)")
-      ->envname("AMBIENT_HOST_NETNS");
-  cmd->add_option("--listen-address", o->listen_address, "address of the HTTP endpoints")
-      ->envname("AMBIENT_LISTEN_ADDRESS")->capture_default_str();
-  cmd->add_option("--health-port", o->health_port, "/healthz and /readyz (-1: off)")
-      ->envname("AMBIENT_HEALTH_PORT")->capture_default_str();
-  cmd->add_option("--metrics-port", o->metrics_port, "Prometheus /metrics (-1: off)")
-      ->envname("AMBIENT_METRICS_PORT")->capture_default_str();
-  cmd->add_option("--kubelet-uid", o->kubelet_uid, "UID whose probes are SNATed")
-      ->envname("AMBIENT_KUBELET_UID")->capture_default_str();
-  cmd->add_option("--log-level", *level, "trace, debug, info, warn, error")
-      ->envname("AMBIENT_LOG_LEVEL")->capture_default_str();
+  add_agent_options(cmd, *o, *level);
   cmd->callback([o, level] {
     if (const int rc = run_agent(*o, *level); rc != 0) throw CLI::RuntimeError(rc);
   });
