@@ -163,8 +163,11 @@ struct Agent::Impl {
       res.set_content("ok\n", "text/plain");
     });
     h.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-      res.status = ready ? 200 : 503;
-      res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+      const bool gate = !options.ready_gate || options.ready_gate();
+      const bool ok = ready && gate;
+      res.status = ok ? 200 : 503;
+      res.set_content(ok ? "ready\n" : (ready ? "not ready: not installed\n" : "not ready\n"),
+                      "text/plain");
     });
     metrics_http.server().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       metrics.set_ztunnel_connections(zds->connections());

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,8 @@ struct AgentOptions {
   std::uint32_t kubelet_uid = 0;
   std::chrono::milliseconds ztunnel_deadline{contract::kZdsDeadlineMs};
   std::chrono::milliseconds api_timeout{5000};
+  // Extra readiness condition (e.g. `run`: the plugin is installed); /readyz needs both.
+  std::function<bool()> ready_gate;
 };
 
 class Enroller;
