@@ -1,9 +1,14 @@
 // ambient-cni-node: the node component's CLI (DaemonSet entry point and operator tools).
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "node/commands.h"
 
 int main(int argc, char** argv) {
+  // stdout belongs to command output (explain, redirect --dry-run); logs go to stderr.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "ambient-cni-node", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
   CLI::App app{"ambient-cni-node: the ambient-cni node component"};
   app.require_subcommand(1);
   ambient::node::add_version_command(app);
