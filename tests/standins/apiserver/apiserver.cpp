@@ -994,6 +994,9 @@ struct ApiServerStandin::Impl {
     // connection reuse is part of what the client tests prove.
     server->set_keep_alive_max_count(1000000);
     server->set_keep_alive_timeout(120);
+    // httplib writes headers and body separately; with Nagle on, the body waits for the
+    // client's delayed ACK (40 ms per answer). Go's net/http, like the real server, sets it.
+    server->set_tcp_nodelay(true);
     auto handler = [this](const httplib::Request& req, httplib::Response& res) {
       handle(req, res);
     };
