@@ -520,5 +520,24 @@ TEST(ClientUnavailable, MissingLibcurlIsNamed) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// The point of the function table: nothing maps libcurl until the first request needs it.
+TEST(ClientLoading, LibcurlIsMappedOnlyOnFirstUse) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        auto mapped = [] {
+          return test::read_file("/proc/self/maps").find("libcurl") != std::string::npos;
+        };
+        const bool at_start = mapped();
+        Kubeconfig c;
+        c.server = "https://127.0.0.1:6443";
+        Client client(c, ClientOptions{});  // constructing a client loads nothing either
+        const bool after_construction = mapped();
+        detail::curl_api();
+        std::exit(!at_start && !after_construction && mapped() ? 0 : 5);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 }  // namespace
 }  // namespace ambient::kube
