@@ -73,6 +73,8 @@ class Client {
   nlohmann::json get(std::string_view path);
 
   // PATCH with the given content type (application/merge-patch+json, …). Throws ApiError.
+  // Retried like GET (5xx, timeouts, connection failures): send idempotent patches — merge or
+  // strategic patches of maps such as labels and annotations are.
   nlohmann::json patch(std::string_view path, const nlohmann::json& body,
                        std::string_view content_type);
 

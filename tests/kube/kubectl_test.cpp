@@ -123,7 +123,8 @@ TEST_F(KubectlTest, UserCommandsAgainstTheStandinBinary) {
 
   auto r = kubectl(kc, {"get", "ns"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "demo") && contains(r.out, "kube-system")) << r.out;
+  EXPECT_TRUE(r.out.starts_with("NAME          STATUS   AGE\ndemo          Active   ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "kube-system   Active")) << r.out;
 
   r = kubectl(kc, {"label", "ns", "demo", "istio.io/dataplane-mode=ambient"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -151,10 +152,15 @@ TEST_F(KubectlTest, UserCommandsAgainstTheStandinBinary) {
   EXPECT_EQ(list["items"][0]["metadata"]["labels"]["istio.io/dataplane-mode"], "none");
   EXPECT_EQ(list["items"][0]["status"]["podIP"], "10.1.0.7");
 
+  // Server-side printing: the columns of a real cluster.
   r = kubectl(kc, {"get", "pods", "-A"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "NAMESPACE")) << r.out;
-  EXPECT_TRUE(contains(r.out, "web") && contains(r.out, "coredns")) << r.out;
+  EXPECT_TRUE(r.out.starts_with("NAMESPACE     NAME      READY   STATUS    RESTARTS   AGE\n"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "demo          web       0/0     Running   0")) << r.out;
+  EXPECT_TRUE(contains(r.out, "kube-system   coredns   0/0     Running   0")) << r.out;
+  r = kubectl(kc, {"get", "pods", "-n", "demo", "-o", "wide"});
+  EXPECT_TRUE(contains(r.out, "10.1.0.7") && contains(r.out, "node-1")) << r.out;
 
   r = kubectl(kc, {"get", "pods", "-A", "-l", "istio.io/dataplane-mode=none", "-o", "name"});
   EXPECT_EQ(r.out, "pod/web\n") << r.err;

@@ -10,6 +10,7 @@
 #include "kube/client.h"
 #include "tests/kube/test_util.h"
 #include "tests/standins/apiserver/selectors.h"
+#include "tests/standins/apiserver/table.h"
 
 namespace ambient::testing {
 namespace {
@@ -451,6 +452,57 @@ TEST_F(StandinTest, RemovedObjectsAreGone) {
   server_.remove_object("Pod", "demo", "b");
   EXPECT_FALSE(server_.get_object("Pod", "demo", "b"));
   EXPECT_EQ(get("/api/v1/namespaces/demo/pods/b").first, 404);
+}
+
+TEST_F(StandinTest, TablesForKubectlPrinting) {
+  const httplib::Headers accept = {
+      {"Accept",
+       "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
+       "g=meta.k8s.io,application/json"}};
+  auto res = http()->Get("/api/v1/namespaces/demo/pods?labelSelector=app", accept);
+  ASSERT_TRUE(res);
+  const auto table = json::parse(res->body);
+  EXPECT_EQ(table["kind"], "Table");
+  EXPECT_EQ(table["apiVersion"], "meta.k8s.io/v1");
+  std::vector<std::string> columns;
+  for (const auto& c : table["columnDefinitions"]) columns.push_back(c["name"].get<std::string>());
+  EXPECT_EQ(columns, (Names{"Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"}));
+  ASSERT_EQ(table["rows"].size(), 2u);  // a and b carry "app"
+  EXPECT_EQ(table["rows"][0]["cells"][0], "a");
+  EXPECT_EQ(table["rows"][0]["cells"][1], "0/0");
+  EXPECT_EQ(table["rows"][0]["cells"][2], "Running");
+  EXPECT_EQ(table["rows"][0]["cells"][6], "n1");
+  EXPECT_EQ(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+  EXPECT_EQ(table["rows"][0]["object"]["metadata"]["namespace"], "demo");
+
+  res = http()->Get("/api/v1/namespaces/other?includeObject=Object", accept);
+  ASSERT_TRUE(res);
+  const auto single = json::parse(res->body);
+  EXPECT_EQ(single["rows"][0]["cells"], json({"other", "Active", single["rows"][0]["cells"][2]}));
+  EXPECT_EQ(single["rows"][0]["object"]["kind"], "Namespace");
+
+  // Plain JSON unless Table v1 is asked for.
+  res = http()->Get("/api/v1/namespaces/other", {{"Accept", "application/json"}});
+  EXPECT_EQ(json::parse(res->body)["kind"], "Namespace");
+}
+
+TEST(StandinTable, AcceptParsingAndHumanAge) {
+  EXPECT_TRUE(table_request("application/json;as=Table;v=v1;g=meta.k8s.io", "").wanted);
+  EXPECT_TRUE(table_request("application/json ; as=Table ; g=meta.k8s.io ; v=v1", "").wanted);
+  EXPECT_FALSE(table_request("application/json;as=Table;v=v1beta1;g=meta.k8s.io", "").wanted);
+  EXPECT_FALSE(table_request("application/json", "").wanted);
+  EXPECT_EQ(table_request("", "None").include, TableRequest::Include::kNone);
+  EXPECT_EQ(table_request("", "Object").include, TableRequest::Include::kObject);
+  EXPECT_EQ(table_request("", "").include, TableRequest::Include::kMetadata);
+  EXPECT_EQ(human_age(5), "5s");
+  EXPECT_EQ(human_age(119), "119s");
+  EXPECT_EQ(human_age(125), "2m5s");
+  EXPECT_EQ(human_age(600), "10m");
+  EXPECT_EQ(human_age(3 * 3600 + 60), "3h1m");
+  EXPECT_EQ(human_age(30 * 3600), "30h");
+  EXPECT_EQ(human_age(3 * 86400 + 2 * 3600), "3d2h");
+  EXPECT_EQ(human_age(100 * 86400), "100d");
+  EXPECT_EQ(human_age(3 * 365 * 86400 + 86400), "3y1d");
 }
 
 TEST(StandinIpv6, ServesOnTheIpv6Loopback) {

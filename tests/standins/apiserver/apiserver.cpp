@@ -22,6 +22,7 @@
 
 #include "tests/standins/apiserver/pki.h"
 #include "tests/standins/apiserver/selectors.h"
+#include "tests/standins/apiserver/table.h"
 
 namespace ambient::testing {
 namespace {
@@ -29,7 +30,8 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxHistory = 50000;  // events kept for watches that resume
+constexpr size_t kMaxHistory = 10000;  // events kept for watches that resume (like compaction)
+constexpr size_t kMaxLog = 10000;      // requests kept for requests(): the demo runs for long
 constexpr int kWorkerThreads = 64;     // every open connection (keep-alive, watch) holds one
 
 // ---------------------------------------------------------------------------------------------
@@ -202,11 +204,19 @@ struct Selection {
   std::string ns;  // empty = all namespaces
   LabelSelectorQuery labels;
   FieldSelectorQuery fields;
+  TableRequest table;  // kubectl's server-side printing
 
   bool matches(const json& object) const {
     if (object.value("kind", "") != kind) return false;
     if (!ns.empty() && object["metadata"].value("namespace", "") != ns) return false;
     return labels.matches(object) && fields.matches(object);
+  }
+
+  // What a watch event carries for this watcher: the object, or a one-row Table of it.
+  json event_object(const json& object) const {
+    if (!table.wanted) return object;
+    return make_table(kind, {&object}, table,
+                      {{"resourceVersion", object["metadata"].value("resourceVersion", "")}});
   }
 };
 
@@ -375,6 +385,10 @@ struct ApiServerStandin::Impl {
     if (kind == "Pod") {
       if (!metadata.contains("namespace")) metadata["namespace"] = "default";
       if (!object.contains("spec")) object["spec"] = json::object();
+      // Admission gives every real pod a service account.
+      if (!object["spec"].contains("serviceAccountName")) {
+        object["spec"]["serviceAccountName"] = "default";
+      }
       if (!object.contains("status")) object["status"] = {{"phase", "Pending"}};
     } else {
       metadata.erase("namespace");
@@ -519,6 +533,7 @@ struct ApiServerStandin::Impl {
                 << std::endl;
     }
     std::lock_guard lock(mu);
+    if (log.size() >= kMaxLog) log.erase(log.begin(), log.begin() + kMaxLog / 10);
     log.push_back(std::move(entry));
   }
 
@@ -629,6 +644,13 @@ struct ApiServerStandin::Impl {
       std::lock_guard lock(mu);
       auto it = objects.find(Key{kind, ns, name});
       if (it == objects.end()) return reply_not_found(res, kind, name);
+      const auto table =
+          table_request(req.get_header_value("Accept"), req.get_param_value("includeObject"));
+      if (table.wanted) {
+        return reply(res, 200,
+                     make_table(kind, {&it->second}, table,
+                                {{"resourceVersion", it->second["metadata"]["resourceVersion"]}}));
+      }
       return reply(res, 200, it->second);
     }
     if (req.method == "PATCH") return patch(req, res, Key{kind, ns, name}, status_subresource);
@@ -743,7 +765,9 @@ struct ApiServerStandin::Impl {
       return reply_status(res, 405,
                           "the server does not allow this method on the requested resource");
     }
-    Selection selection{kind, ns, {}, {}};
+    Selection selection{kind, ns, {}, {}, {}};
+    selection.table =
+        table_request(req.get_header_value("Accept"), req.get_param_value("includeObject"));
     try {
       selection.labels = LabelSelectorQuery::parse(req.get_param_value("labelSelector"));
     } catch (const std::invalid_argument& e) {
@@ -778,6 +802,7 @@ struct ApiServerStandin::Impl {
       after = Key{selection.kind, decoded[0].get<std::string>(), decoded[1].get<std::string>()};
     }
     json items = json::array();
+    std::vector<const json*> rows;  // for a Table
     std::string next;
     long remaining = 0;
     std::lock_guard lock(mu);
@@ -788,6 +813,7 @@ struct ApiServerStandin::Impl {
         ++remaining;
         continue;
       }
+      rows.push_back(&object);
       json item = object;
       // Items of a real List carry no kind/apiVersion of their own.
       item.erase("kind");
@@ -801,6 +827,8 @@ struct ApiServerStandin::Impl {
       metadata["continue"] = next;
       metadata["remainingItemCount"] = remaining;
     }
+    if (selection.table.wanted)
+      return reply(res, 200, make_table(selection.kind, rows, selection.table, metadata));
     reply(res, 200,
           {{"kind", list_kind(selection.kind)},
            {"apiVersion", "v1"},
@@ -817,14 +845,15 @@ struct ApiServerStandin::Impl {
   static std::optional<std::string> filtered(const Event& event, const Selection& selection) {
     if (event.type == "DELETED") {
       if (!selection.matches(event.object)) return std::nullopt;
-      return event_line("DELETED", event.object);
+      return event_line("DELETED", selection.event_object(event.object));
     }
     const bool now = selection.matches(event.object);
     const bool before = !event.previous.is_null() && selection.matches(event.previous);
     if (event.type == "ADDED" || !before) {
-      return now ? std::optional(event_line("ADDED", event.object)) : std::nullopt;
+      return now ? std::optional(event_line("ADDED", selection.event_object(event.object)))
+                 : std::nullopt;
     }
-    return event_line(now ? "MODIFIED" : "DELETED", event.object);
+    return event_line(now ? "MODIFIED" : "DELETED", selection.event_object(event.object));
   }
 
   static std::string expired_line(uint64_t requested, uint64_t oldest) {
@@ -864,7 +893,7 @@ struct ApiServerStandin::Impl {
         // No resourceVersion: the current state as ADDED events, then changes.
         for (const auto& [key, object] : objects) {
           if (cursor->selection.matches(object))
-            cursor->pending.push_back(event_line("ADDED", object));
+            cursor->pending.push_back(event_line("ADDED", cursor->selection.event_object(object)));
         }
         cursor->position = rv;
       } else if (from < compacted_rv) {
