@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -255,6 +256,11 @@ struct WatchState {
     return true;
   }
 };
+
+int on_watch_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel->load() ? 1 : 0;  // non-zero aborts the transfer
+}
 
 size_t on_watch_data(char* data, size_t size, size_t count, void* user) {
   auto* state = static_cast<WatchState*>(user);
@@ -582,7 +588,8 @@ struct Client::Impl {
   }
 
   WatchEnd watch(std::string_view path_with_query,
-                 const std::function<bool(const nlohmann::json&)>& on_event, milliseconds timeout) {
+                 const std::function<bool(const nlohmann::json&)>& on_event, milliseconds timeout,
+                 const std::atomic<bool>* cancel) {
     std::string path(path_with_query);
     const size_t query = path.find('?');
     const std::string query_text = query == std::string::npos ? "" : path.substr(query + 1);
@@ -601,7 +608,17 @@ struct Client::Impl {
     state.describe = what;
     set(CURLOPT_WRITEFUNCTION, &on_watch_data, what, "CURLOPT_WRITEFUNCTION");
     set(CURLOPT_WRITEDATA, static_cast<void*>(&state), what, "CURLOPT_WRITEDATA");
+    if (cancel != nullptr) {
+      set(CURLOPT_XFERINFOFUNCTION, &on_watch_progress, what, "CURLOPT_XFERINFOFUNCTION");
+      set(CURLOPT_XFERINFODATA, const_cast<void*>(static_cast<const void*>(cancel)), what,
+          "CURLOPT_XFERINFODATA");
+      set(CURLOPT_NOPROGRESS, 0L, what, "CURLOPT_NOPROGRESS");
+    }
     const CURLcode rc = api->easy_perform(easy);
+    if (cancel != nullptr) set(CURLOPT_NOPROGRESS, 1L, what, "CURLOPT_NOPROGRESS");
+    if (cancel != nullptr && cancel->load() && rc == CURLE_ABORTED_BY_CALLBACK) {
+      return WatchEnd::kStopped;
+    }
     if (state.error) std::rethrow_exception(state.error);
     if (state.stopped) return WatchEnd::kStopped;
     if (state.status == 0) api->easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &state.status);
@@ -630,6 +647,23 @@ struct Client::Impl {
   }
 };
 
+std::string query_escape(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  return out;
+}
+
 Client::Client(Kubeconfig config, ClientOptions options)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(options))) {}
 Client::~Client() = default;
@@ -657,8 +691,8 @@ nlohmann::json Client::list(std::string_view path) {
 
 WatchEnd Client::watch(std::string_view path_with_query,
                        const std::function<bool(const nlohmann::json& event)>& on_event,
-                       std::chrono::milliseconds timeout) {
-  return impl_->watch(path_with_query, on_event, timeout);
+                       std::chrono::milliseconds timeout, const std::atomic<bool>* cancel) {
+  return impl_->watch(path_with_query, on_event, timeout, cancel);
 }
 
 }  // namespace ambient::kube

@@ -3,6 +3,7 @@
 // loading it (docs/decisions/001-plugin-startup-cost.md).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -51,6 +52,11 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{2000};
 };
 
+// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay), for building
+// paths such as "/api/v1/pods?labelSelector=" + query_escape("app in (a,b)"). Paths given to
+// Client must already be encoded: libcurl rejects spaces in URLs.
+std::string query_escape(std::string_view value);
+
 // Why watch() returned.
 enum class WatchEnd {
   kStreamEnded,  // the server closed the stream cleanly (e.g. its timeoutSeconds)
@@ -89,9 +95,11 @@ class Client {
   // for a non-2xx answer, a connect/TLS failure, a stream broken mid-way (kUnreachable) or a
   // line that is not a JSON event (kBadResponse); exceptions from on_event propagate. No
   // retries: the caller resumes from the last resourceVersion it saw.
+  // `cancel`, when given, is polled while the stream is idle (libcurl's progress callback, at
+  // least once a second): set from another thread, it ends the watch with kStopped.
   WatchEnd watch(std::string_view path_with_query,
                  const std::function<bool(const nlohmann::json& event)>& on_event,
-                 std::chrono::milliseconds timeout);
+                 std::chrono::milliseconds timeout, const std::atomic<bool>* cancel = nullptr);
 
  private:
   struct Impl;

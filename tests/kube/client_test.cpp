@@ -488,6 +488,20 @@ TEST_F(ClientTest, ListReturnsAListAndRejectsAnythingElse) {
   EXPECT_TRUE(contains(e.what(), "not a List")) << e.what();
 }
 
+TEST(QueryEscape, EncodesEverythingButUnreservedCharacters) {
+  EXPECT_EQ(query_escape("istio.io/dataplane-mode in (ambient,none)"),
+            "istio.io%2Fdataplane-mode%20in%20%28ambient%2Cnone%29");
+  EXPECT_EQ(query_escape("spec.nodeName=node-1,!a~b_c"), "spec.nodeName%3Dnode-1%2C%21a~b_c");
+  EXPECT_EQ(query_escape(""), "");
+}
+
+TEST_F(ClientTest, EscapedSetBasedSelectorReachesTheServer) {
+  Client client(config(), fast());
+  const auto pods = client.list("/api/v1/pods?labelSelector=" + query_escape("app in (web, db)"));
+  ASSERT_EQ(pods["items"].size(), 1u);
+  EXPECT_EQ(pods["items"][0]["metadata"]["name"], "web");
+}
+
 TEST_F(ClientTest, UnparsableServerUrlIsReported) {
   auto c = config();
   c.server = "not a url";
