@@ -13,7 +13,9 @@
 #include "agent/kube_access.h"
 #include "agent/metrics.h"
 #include "agent/plugin_server.h"
+#include "agent/netns_finder.h"
 #include "agent/pod_table.h"
+#include "agent/reconciler.h"
 #include "agent/zds_server.h"
 #include "config/errors.h"
 #include "kube/kubeconfig.h"
@@ -65,7 +67,11 @@ struct Agent::Impl {
   PodTable pods;
   ApiPool api;
   StatusAnnotator status;
+  kube::Kubeconfig kubeconfig;
+  netns::NetnsHandle host;
   netns::HostProbeSnat probes;
+  NetnsFinder finder;
+  std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<ZdsServer> zds;
   std::unique_ptr<Enroller> enroller;
   std::unique_ptr<PluginServer> plugin_server;
@@ -77,17 +83,44 @@ struct Agent::Impl {
       : options(std::move(o)),
         log(std::move(l)),
         pods(options.run_dir),
-        api(load_kubeconfig(options.kubeconfig),
-            kube::ClientOptions{.deadline = options.api_timeout, .user_agent = "ambient-cni-agent"}),
+        api(load_kubeconfig(options.kubeconfig), client_options()),
         status(api),
-        probes(host_netns(options.host_netns), netns::HostProbeConfig{options.kubelet_uid}) {
+        kubeconfig(load_kubeconfig(options.kubeconfig)),
+        host(host_netns(options.host_netns)),
+        probes(host.dup(), netns::HostProbeConfig{options.kubelet_uid}),
+        finder(options.run_dir, options.proc_root, host.inode()) {
     zds = std::make_unique<ZdsServer>(
         ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline},
         [this] { return snapshot(); }, log);
     enroller = std::make_unique<Enroller>(EnrollerDeps{pods, *zds, probes, status, metrics, log});
+    if (options.watch) {
+      ReconcilerOptions ro;
+      ro.policy = options.policy;
+      ro.dns_capture = options.dns_capture;
+      ro.ipv6 = options.ipv6;
+      ro.node_name = options.node_name;
+      ro.drift_interval = options.drift_interval;
+      ro.watch_timeout = options.watch_timeout;
+      reconciler = std::make_unique<Reconciler>(
+          ro, ReconcilerDeps{pods, *enroller, probes, api,
+                             [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
+                             finder, metrics, log});
+    }
     plugin_server = std::make_unique<PluginServer>(
         config::run_dir::agent_socket(options.run_dir),
         [this](const config::AgentRequest& r) { return handle(r); }, log);
+  }
+
+  kube::ClientOptions client_options() const {
+    kube::ClientOptions c;
+    c.deadline = options.api_timeout;
+    c.user_agent = "ambient-cni-agent";
+    return c;
+  }
+
+  bool is_ready() const {
+    const bool reconciled = !reconciler || reconciler->startup_done();
+    return ready && reconciled && (!options.ready_gate || options.ready_gate());
   }
 
   std::vector<ZdsWorkload> snapshot() {
@@ -163,11 +196,9 @@ struct Agent::Impl {
       res.set_content("ok\n", "text/plain");
     });
     h.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-      const bool gate = !options.ready_gate || options.ready_gate();
-      const bool ok = ready && gate;
+      const bool ok = is_ready();
       res.status = ok ? 200 : 503;
-      res.set_content(ok ? "ready\n" : (ready ? "not ready: not installed\n" : "not ready\n"),
-                      "text/plain");
+      res.set_content(ok ? "ready\n" : "not ready\n", "text/plain");
     });
     metrics_http.server().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       metrics.set_ztunnel_connections(zds->connections());
@@ -191,19 +222,30 @@ void Agent::start() {
   s.zds->start();
   s.plugin_server->start();
   s.ready = true;
-  s.log->info("agent ready: {} enrolled pods", s.pods.size());
+  if (s.reconciler) s.reconciler->start();  // readiness waits for its startup pass
+  s.log->info("agent serving: {} enrolled pods restored", s.pods.size());
 }
 
 void Agent::stop() {
   auto& s = *impl_;
   s.ready = false;
+  if (s.reconciler) s.reconciler->stop();
   s.plugin_server->stop();
   s.zds->stop();
   s.health.stop();
   s.metrics_http.stop();
 }
 
-bool Agent::ready() const { return impl_->ready; }
+bool Agent::ready() const { return impl_->is_ready(); }
+bool Agent::wait_ready(std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+Reconciler* Agent::reconciler() { return impl_->reconciler.get(); }
 int Agent::health_port() const { return impl_->health.port(); }
 int Agent::metrics_port() const { return impl_->metrics_http.port(); }
 Enroller& Agent::enroller() { return *impl_->enroller; }

@@ -11,6 +11,7 @@
 #include <spdlog/logger.h>
 
 #include "config/constants.h"
+#include "config/enrollment_policy.h"
 
 namespace ambient::agent {
 
@@ -26,6 +27,15 @@ struct AgentOptions {
   std::uint32_t kubelet_uid = 0;
   std::chrono::milliseconds ztunnel_deadline{contract::kZdsDeadlineMs};
   std::chrono::milliseconds api_timeout{5000};
+  // Label changes: watch pods (on node_name) and namespaces and keep every pod where its labels
+  // say, with the same policy as the plugin's conflist entry.
+  bool watch = true;
+  config::EnrollmentPolicy policy;
+  bool dns_capture = true;
+  bool ipv6 = true;
+  std::chrono::milliseconds drift_interval{30000};  // in-pod rules and host probe SNAT re-checked
+  std::chrono::milliseconds watch_timeout{300000};  // one watch request (timeoutSeconds)
+  std::string proc_root = "/proc";
   // Extra readiness condition (e.g. `run`: the plugin is installed); /readyz needs both.
   std::function<bool()> ready_gate;
 };
@@ -34,6 +44,7 @@ class Enroller;
 class PodTable;
 class ZdsServer;
 class Metrics;
+class Reconciler;
 
 class Agent {
  public:
@@ -48,7 +59,9 @@ class Agent {
   // Stops serving. Enrolled pods stay enrolled: an agent restart must not unmesh them.
   void stop();
 
+  // Sockets up, earlier state restored and (with watch) every pod on the node reconciled once.
   bool ready() const;
+  bool wait_ready(std::chrono::milliseconds timeout) const;
   int health_port() const;
   int metrics_port() const;
 
@@ -56,6 +69,7 @@ class Agent {
   PodTable& pods();
   ZdsServer& zds();
   Metrics& metrics();
+  Reconciler* reconciler();  // null without watch
 
  private:
   struct Impl;

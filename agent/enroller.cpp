@@ -50,6 +50,7 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   std::optional<netns::RedirectPlan> plan;
   try {
     pod.netns = std::make_shared<netns::NetnsHandle>(netns::NetnsHandle::open(rec.netns));
+    pod.netns->relocate_fd();  // held for the pod's lifetime: keep low fd numbers free
     plan.emplace(plan_for(r.redirect, rec.ips));
     netns::apply(*pod.netns, *plan);
   } catch (const netns::NetnsError& e) {
@@ -159,6 +160,7 @@ bool Enroller::restore(EnrolledPod pod) {
   auto lock = d_.pods.lock_pod(pod.record.uid);
   try {
     pod.netns = std::make_shared<netns::NetnsHandle>(netns::NetnsHandle::open(pod.record.netns));
+    pod.netns->relocate_fd();
   } catch (const netns::NetnsError& e) {
     d_.log->info("pod {}: its netns is gone ({}); forgetting it", who(pod.record), e.what());
     release(pod, /*clear_annotation=*/false);

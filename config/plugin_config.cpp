@@ -142,6 +142,26 @@ PluginConfig parse_plugin_config(std::string_view stdin_text) {
   return c;
 }
 
+PluginConfig plugin_config_from_document(const nlohmann::json& doc) {
+  if (!doc.is_object()) {
+    throw ConfigError(ConfigError::Kind::kDecode, "", "configuration must be a JSON object");
+  }
+  if (const auto plugins = doc.find("plugins"); plugins != doc.end() && plugins->is_array()) {
+    for (const auto& p : *plugins) {
+      if (p.is_object() && p.value("type", "") == contract::kPluginType) {
+        auto entry = p;
+        entry["cniVersion"] = doc.value("cniVersion", "1.0.0");
+        return parse_plugin_config(entry.dump());
+      }
+    }
+    throw ConfigError(ConfigError::Kind::kInvalid, "plugins",
+                      "the conflist has no plugins[] entry of type ambient-cni");
+  }
+  auto entry = doc;
+  if (!entry.contains("cniVersion")) entry["cniVersion"] = "1.0.0";
+  return parse_plugin_config(entry.dump());
+}
+
 const nlohmann::json* find_runtime_config(const nlohmann::json& runtime_config,
                                           std::string_view key) {
   if (!runtime_config.is_object()) return nullptr;

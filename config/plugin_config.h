@@ -39,6 +39,10 @@ struct PluginConfig {
 // Unknown keys are ignored (runtimes add their own).
 PluginConfig parse_plugin_config(std::string_view stdin_text);
 
+// The ambient-cni entry of a conflist (its plugins[] entry of type "ambient-cni", with the
+// conflist's cniVersion), or a bare plugin entry. Throws ConfigError.
+PluginConfig plugin_config_from_document(const nlohmann::json& document);
+
 // Reads a key of `runtimeConfig` case-insensitively (runtimes capitalise some keys).
 const nlohmann::json* find_runtime_config(const nlohmann::json& runtime_config,
                                           std::string_view key);

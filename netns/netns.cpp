@@ -130,6 +130,15 @@ NetnsHandle NetnsHandle::dup() const {
   return NetnsHandle(fd, dev_, inode_, path_);
 }
 
+bool NetnsHandle::relocate_fd(int floor) noexcept {
+  if (fd_ >= floor) return true;
+  const int high = fcntl(fd_, F_DUPFD_CLOEXEC, floor);
+  if (high < 0) return false;
+  close(fd_);
+  fd_ = high;
+  return true;
+}
+
 namespace detail {
 
 void run_on_fresh_thread(int ns_fd, const std::function<void()>& fn) {

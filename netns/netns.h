@@ -46,6 +46,10 @@ class NetnsHandle {
   // Path or label it was opened from, for messages.
   const std::string& path() const noexcept { return path_; }
   NetnsHandle dup() const;
+  // Moves the fd to a number >= floor (default: above FD_SETSIZE), so that a process holding
+  // many namespaces leaves the low numbers to libraries that still select() — libnftables'
+  // netlink receive aborts on an fd >= 1024. Keeps the old fd when the limit does not allow it.
+  bool relocate_fd(int floor = 1024) noexcept;
 
  private:
   NetnsHandle(int fd, std::uint64_t dev, std::uint64_t inode, std::string path);

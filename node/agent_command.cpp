@@ -1,12 +1,17 @@
 // `agent`: the node agent in the foreground until SIGTERM/SIGINT.
 #include <signal.h>
 
+#include <fstream>
 #include <iostream>
+
+#include <nlohmann/json.hpp>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
+#include "config/errors.h"
+#include "config/plugin_config.h"
 #include "node/commands.h"
 
 namespace ambient::node {
@@ -42,6 +47,31 @@ int run_agent(const agent::AgentOptions& options, const std::string& log_level) 
 }  // namespace
 
 void add_agent_options(CLI::App* cmd, agent::AgentOptions& o, std::string& log_level) {
+  // The same policy the plugin's conflist entry carries (exclude_namespaces, selectors, DNS
+  // capture, IPv6), so agent and plugin decide alike.
+  cmd->add_option_function<std::string>(
+         "--plugin-config",
+         [&o](const std::string& path) {
+           std::ifstream in(path);
+           const auto doc = nlohmann::json::parse(in, nullptr, false);
+           if (doc.is_discarded()) throw CLI::ValidationError("--plugin-config", path + " is not JSON");
+           try {
+             const auto c = config::plugin_config_from_document(doc);
+             o.policy = c.policy;
+             o.dns_capture = c.dns_capture;
+             o.ipv6 = c.ipv6;
+           } catch (const config::ConfigError& e) {
+             throw CLI::ValidationError("--plugin-config", e.what());
+           }
+         },
+         "conflist (or ambient-cni entry) whose policy the agent applies on label changes")
+      ->envname("AMBIENT_PLUGIN_CONFIG");
+  cmd->add_flag("!--no-watch", o.watch, "do not watch the API for label changes");
+  cmd->add_option_function<int>(
+         "--drift-interval-ms",
+         [&o](int ms) { o.drift_interval = std::chrono::milliseconds(ms); },
+         "how often in-pod rules and host probe SNAT are re-checked (default 30000)")
+      ->envname("AMBIENT_DRIFT_INTERVAL_MS");
   cmd->add_option("--run-dir", o.run_dir, "run directory shared with the plugin")
       ->envname("AMBIENT_RUN_DIR")->capture_default_str();
   cmd->add_option("--ztunnel-socket", o.ztunnel_socket, "ZDS socket ztunnel connects to")

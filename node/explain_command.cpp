@@ -38,20 +38,8 @@ nlohmann::json read_json(const std::string& path) {
 
 // A conflist (its ambient-cni entry), a bare plugin entry, or nothing (defaults).
 config::PluginConfig load_config(const std::string& path) {
-  if (path.empty()) return config::parse_plugin_config(R"({"cniVersion":"1.0.0"})");
-  auto j = read_json(path);
-  if (j.contains("plugins") && j["plugins"].is_array()) {
-    for (const auto& p : j["plugins"]) {
-      if (p.is_object() && p.value("type", "") == "ambient-cni") {
-        auto entry = p;
-        entry["cniVersion"] = j.value("cniVersion", "1.0.0");
-        return config::parse_plugin_config(entry.dump());
-      }
-    }
-    throw std::runtime_error(path + " has no ambient-cni entry in plugins[]");
-  }
-  if (!j.contains("cniVersion")) j["cniVersion"] = "1.0.0";
-  return config::parse_plugin_config(j.dump());
+  return config::plugin_config_from_document(path.empty() ? nlohmann::json::object()
+                                                          : read_json(path));
 }
 
 int explain(const ExplainOptions& o) {

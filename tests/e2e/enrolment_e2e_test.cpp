@@ -12,16 +12,10 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/spdlog.h>
 
-#include "agent/agent.h"
 #include "agent/pod_table.h"
-#include "netns/redirect.h"
+#include "tests/e2e/e2e_env.h"
 #include "tests/netns/testbed.h"
-#include "tests/standins/apiserver/apiserver.h"
-#include "tests/standins/ztunnel/ztunnel_standin.h"
-#include "tests/support/process.h"
 
 namespace ambient {
 namespace {
@@ -29,138 +23,56 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
-
-struct Pod {
-  std::string ns, name, uid, netns, ip4, ip6, container;
-};
-
-json pod_object(const Pod& p, json labels = json::object()) {
-  return {{"apiVersion", "v1"},
-          {"kind", "Pod"},
-          {"metadata", {{"name", p.name}, {"namespace", p.ns}, {"uid", p.uid}, {"labels", labels}}},
-          {"spec", {{"nodeName", "node-1"}, {"serviceAccountName", p.name + "-sa"}}},
-          {"status", {{"phase", "Pending"}}}};
-}
-
-json ns_object(const std::string& name, json labels = json::object()) {
-  return {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}, {"labels", labels}}}};
-}
+using e2e::Pod;
 
 class Enrolment : public ::testing::Test {
  protected:
   void SetUp() override {
     testbed::sweep_leftover_namespaces();
     topo_ = std::make_unique<testbed::Topology>(/*with_vm=*/true);
-    run_dir_ = fs::temp_directory_path() / ("ambient-e2e-" + std::to_string(::getpid()) + "-" +
-                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(run_dir_);
-    fs::create_directories(run_dir_);
+    env_ = std::make_unique<e2e::Env>(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+        testbed::Topology::path(topo_->host()));
+    run_dir_ = env_->run_dir();
     a_ = {"demo", "a", "uid-a", testbed::Topology::path(topo_->pod()), "10.199.1.2", "fd00:199:1::2", "ca0a"};
     b_ = {"demo", "b", "uid-b", testbed::Topology::path(topo_->remote()), "10.199.2.2", "fd00:199:2::2", "ca0b"};
     c_ = {"legacy", "c", "uid-c", testbed::Topology::path(topo_->vm()), "10.199.3.2", "", "ca0c"};
-
-    api_.start();
-    api_.put(ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
-    api_.put(ns_object("legacy"));
-    for (const auto* p : {&a_, &b_, &c_}) api_.put(pod_object(*p));
-    api_.write_kubeconfig(run_dir_ / "kubeconfig");
-    start_ztunnel();
+    auto& api = env_->api();
+    api.put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+    api.put(e2e::ns_object("legacy"));
+    for (const auto* p : {&a_, &b_, &c_}) api.put(e2e::pod_object(*p));
   }
 
   void TearDown() override {
-    stop_agent();
-    ztunnel_.reset();
-    api_.stop();
+    if (HasFailure()) env_->keep_run_dir();
+    env_.reset();
     topo_.reset();
-    if (!HasFailure()) fs::remove_all(run_dir_);
   }
 
-  agent::AgentOptions agent_options() const {
-    agent::AgentOptions o;
-    o.run_dir = run_dir_.string();
-    o.ztunnel_socket = (run_dir_ / "ztunnel.sock").string();
-    o.kubeconfig = (run_dir_ / "kubeconfig").string();
-    o.host_netns = testbed::Topology::path(topo_->host());
-    o.health_port = -1;
-    o.metrics_port = -1;
-    o.ztunnel_deadline = 1s;
-    return o;
-  }
-  void start_agent() {
-    auto log = std::make_shared<spdlog::logger>(
-        "agent", std::make_shared<spdlog::sinks::basic_file_sink_mt>((run_dir_ / "agent.log").string()));
-    log->flush_on(spdlog::level::info);
-    agent_ = std::make_unique<agent::Agent>(agent_options(), log);
-    agent_->start();
-  }
-  void stop_agent() {
-    if (agent_) agent_->stop();
-    agent_.reset();
-  }
-  void start_ztunnel() {
-    ztunnel_ = std::make_unique<standins::ZtunnelStandin>(
-        standins::ZtunnelStandin::Options{(run_dir_ / "ztunnel.sock").string(), 100ms});
-    ztunnel_->start();
-  }
-
-  json conf() const {
-    return {{"cniVersion", "1.0.0"},
-            {"name", "k8s"},
-            {"type", "ambient-cni"},
-            {"cni_agent_run_dir", run_dir_.string()},
-            {"agent_timeout_ms", 8000}};
-  }
-  json prev_result(const Pod& p) const {
-    json ips = json::array({{{"address", p.ip4 + "/24"}, {"interface", 0}}});
-    if (!p.ip6.empty()) ips.push_back({{"address", p.ip6 + "/64"}, {"interface", 0}});
-    return {{"cniVersion", "1.0.0"},
-            {"interfaces", {{{"name", "eth0"}, {"sandbox", p.netns}}}},
-            {"ips", ips},
-            {"dns", json::object()}};
-  }
+  void start_agent() { env_->start_agent(); }
+  agent::AgentOptions agent_options() const { return env_->agent_options(); }
+  json prev_result(const Pod& p) const { return env_->prev_result(p); }
   testing::Execution cni(const char* verb, const Pod& p, bool with_prev = true,
-                         std::string netns = "-") const {
-    auto c = conf();
-    if (with_prev) c["prevResult"] = prev_result(p);
-    const std::vector<std::string> env = {
-        std::string("CNI_COMMAND=") + verb,
-        "CNI_CONTAINERID=" + p.container,
-        "CNI_NETNS=" + (netns == "-" ? p.netns : netns),
-        "CNI_IFNAME=eth0",
-        "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + p.ns + ";K8S_POD_NAME=" + p.name +
-            ";K8S_POD_UID=" + p.uid + ";K8S_POD_INFRA_CONTAINER_ID=" + p.container,
-        "CNI_PATH=/opt/cni/bin",
-        "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-    return testing::run({AMBIENT_PLUGIN_BIN}, env, c.dump(), 30s);
+                         const std::string& netns = "-") const {
+    return env_->cni(verb, p, with_prev, netns);
   }
-  std::string annotation(const Pod& p) const {
-    const auto obj = api_.get_object("Pod", p.ns, p.name);
-    if (!obj) return "<no pod>";
-    const auto& ann = (*obj)["metadata"].value("annotations", json::object());
-    return ann.value("ambient.istio.io/redirection", "");
-  }
-  netns::RedirectStatus rules(const Pod& p) const {
-    netns::RedirectOptions o;
-    o.ipv6 = !p.ip6.empty();
-    const netns::RedirectPlan plan(o);
-    return netns::inspect(netns::NetnsHandle::open(p.netns), plan).status;
-  }
+  std::string annotation(const Pod& p) const { return env_->annotation(p); }
+  static netns::RedirectStatus rules(const Pod& p) { return e2e::Env::rules(p); }
   void expect_enrolled(const Pod& p) {
-    EXPECT_TRUE(ztunnel_->pods().contains(p.uid)) << p.name;
+    EXPECT_TRUE(ztunnel().pods().contains(p.uid)) << p.name;
     EXPECT_EQ(annotation(p), "enabled") << p.name;
     EXPECT_EQ(rules(p), netns::RedirectStatus::Current) << p.name;
   }
   void expect_clean(const Pod& p) {
-    EXPECT_FALSE(ztunnel_->pods().contains(p.uid)) << p.name;
+    EXPECT_FALSE(ztunnel().pods().contains(p.uid)) << p.name;
     EXPECT_EQ(rules(p), netns::RedirectStatus::Absent) << p.name;
   }
+  standins::ZtunnelStandin& ztunnel() { return env_->ztunnel(); }
 
   std::unique_ptr<testbed::Topology> topo_;
+  std::unique_ptr<e2e::Env> env_;
   fs::path run_dir_;
   Pod a_, b_, c_;
-  testing::ApiServerStandin api_;
-  std::unique_ptr<standins::ZtunnelStandin> ztunnel_;
-  std::unique_ptr<agent::Agent> agent_;
 };
 
 TEST_F(Enrolment, EnrolledAddThenPodToPodTrafficGoesThroughZtunnel) {
@@ -171,7 +83,7 @@ TEST_F(Enrolment, EnrolledAddThenPodToPodTrafficGoesThroughZtunnel) {
     EXPECT_EQ(json::parse(x.out), prev_result(*p));
     expect_enrolled(*p);
   }
-  const auto reqs = ztunnel_->requests();
+  const auto reqs = ztunnel().requests();
   EXPECT_NE(std::find(reqs.begin(), reqs.end(), "add uid-a a demo a-sa fd=1"), reqs.end());
 
   testbed::TcpServer app(topo_->remote(), AF_INET, 8080, "app-b");
@@ -179,8 +91,8 @@ TEST_F(Enrolment, EnrolledAddThenPodToPodTrafficGoesThroughZtunnel) {
   ASSERT_TRUE(r.connected) << r.error;
   EXPECT_EQ(r.reply, "app-b:hello");
   // A's ztunnel took it outbound, B's inbound, and B's app saw A's own address (transparent).
-  const auto out_a = ztunnel_->connections(a_.uid);
-  const auto in_b = ztunnel_->connections(b_.uid);
+  const auto out_a = ztunnel().connections(a_.uid);
+  const auto in_b = ztunnel().connections(b_.uid);
   ASSERT_FALSE(out_a.empty());
   EXPECT_EQ(out_a.back().direction, "outbound");
   EXPECT_EQ(out_a.back().original_dst, b_.ip4 + ":8080");
@@ -201,7 +113,7 @@ TEST_F(Enrolment, UntouchedPodIsNeitherInZtunnelNorCaptured) {
   const auto r = testbed::tcp_exchange(topo_->pod(), c_.ip4, 9090, "x");
   EXPECT_EQ(r.reply, "c:x") << r.error;
   EXPECT_EQ(app.peers().back(), "10.199.3.1");
-  EXPECT_TRUE(ztunnel_->pods().empty());
+  EXPECT_TRUE(ztunnel().pods().empty());
 }
 
 TEST_F(Enrolment, DelReleasesEverything) {
@@ -213,15 +125,15 @@ TEST_F(Enrolment, DelReleasesEverything) {
   EXPECT_EQ(cni("DEL", a_, false, "").exit_code, 0);
   expect_clean(a_);
   EXPECT_EQ(annotation(a_), "");
-  EXPECT_EQ(agent_->pods().size(), 0u);
+  EXPECT_EQ(env_->agent().pods().size(), 0u);
   EXPECT_FALSE(fs::exists(run_dir_ / "pods" / (a_.container + ".json")));
   EXPECT_FALSE(fs::exists(run_dir_ / "enrolled" / (a_.uid + ".json")));
 }
 
 TEST_F(Enrolment, NackingZtunnelFailsTheAddAndLeavesNothing) {
   start_agent();
-  ASSERT_TRUE(ztunnel_->wait_for([&] { return ztunnel_->connected(); }, 5s));
-  ztunnel_->set_nack("proxy setup failed");
+  ASSERT_TRUE(ztunnel().wait_for([&] { return ztunnel().connected(); }, 5s));
+  ztunnel().set_nack("proxy setup failed");
   const auto x = cni("ADD", a_);
   EXPECT_NE(x.exit_code, 0);
   const auto err = json::parse(x.out);
@@ -229,24 +141,24 @@ TEST_F(Enrolment, NackingZtunnelFailsTheAddAndLeavesNothing) {
   EXPECT_NE(err.value("details", "").find("proxy setup failed"), std::string::npos) << x.out;
   expect_clean(a_);
   EXPECT_EQ(annotation(a_), "pending");
-  EXPECT_EQ(agent_->pods().size(), 0u);
+  EXPECT_EQ(env_->agent().pods().size(), 0u);
   // The kubelet retries once ztunnel recovers.
-  ztunnel_->set_nack("");
+  ztunnel().set_nack("");
   ASSERT_EQ(cni("ADD", a_).exit_code, 0);
   expect_enrolled(a_);
 }
 
 TEST_F(Enrolment, HangingOrAbsentZtunnelFailsWithinTheDeadline) {
   start_agent();
-  ASSERT_TRUE(ztunnel_->wait_for([&] { return ztunnel_->connected(); }, 5s));
-  ztunnel_->set_hang(true);
+  ASSERT_TRUE(ztunnel().wait_for([&] { return ztunnel().connected(); }, 5s));
+  ztunnel().set_hang(true);
   auto t0 = std::chrono::steady_clock::now();
   auto x = cni("ADD", a_);
   EXPECT_EQ(json::parse(x.out)["code"], 11) << x.out;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
   expect_clean(a_);
 
-  ztunnel_.reset();  // gone entirely
+  env_->stop_ztunnel();  // gone entirely
   t0 = std::chrono::steady_clock::now();
   x = cni("ADD", a_);
   EXPECT_EQ(json::parse(x.out)["code"], 11) << x.out;
@@ -280,10 +192,10 @@ TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {
   start_agent();
   ASSERT_EQ(cni("ADD", a_).exit_code, 0);
   ASSERT_EQ(cni("ADD", b_).exit_code, 0);
-  const auto before = ztunnel_->snapshots();
-  ztunnel_->disconnect();
-  ASSERT_TRUE(ztunnel_->wait_for([&] { return ztunnel_->snapshots() > before; }, 10s));
-  auto snap = ztunnel_->last_snapshot();
+  const auto before = ztunnel().snapshots();
+  ztunnel().disconnect();
+  ASSERT_TRUE(ztunnel().wait_for([&] { return ztunnel().snapshots() > before; }, 10s));
+  auto snap = ztunnel().last_snapshot();
   std::sort(snap.begin(), snap.end());
   EXPECT_EQ(snap, (std::vector<std::string>{"uid-a", "uid-b"}));
 }
@@ -299,7 +211,7 @@ TEST_F(Enrolment, AgentKilledAndRestartedKeepsEveryPod) {
     extra.push_back(name);
     Pod p{"demo", "x" + std::to_string(i), "uid-x" + std::to_string(i), testbed::Topology::path(name),
           "10.199.50." + std::to_string(i + 1), "", "cx" + std::to_string(i)};
-    api_.put(pod_object(p));
+    env_->api().put(e2e::pod_object(p));
     pods.push_back(p);
   }
   const auto cleanup = [&] {
@@ -319,18 +231,18 @@ TEST_F(Enrolment, AgentKilledAndRestartedKeepsEveryPod) {
     const auto x = cni("ADD", p);
     ASSERT_EQ(x.exit_code, 0) << p.name << x.out << x.err;
   }
-  ASSERT_EQ(ztunnel_->pods().size(), 50u);
+  ASSERT_EQ(ztunnel().pods().size(), 50u);
   EXPECT_EQ(agent->stop(SIGKILL), 128 + SIGKILL);
 
-  const auto before = ztunnel_->snapshots();
+  const auto before = ztunnel().snapshots();
   agent = std::make_unique<testing::BackgroundProcess>(argv, log);
-  ASSERT_TRUE(ztunnel_->wait_for([&] { return ztunnel_->snapshots() > before; }, 20s));
-  EXPECT_EQ(ztunnel_->last_snapshot().size(), 50u);
-  EXPECT_EQ(ztunnel_->pods().size(), 50u);
+  ASSERT_TRUE(ztunnel().wait_for([&] { return ztunnel().snapshots() > before; }, 20s));
+  EXPECT_EQ(ztunnel().last_snapshot().size(), 50u);
+  EXPECT_EQ(ztunnel().pods().size(), 50u);
   testbed::TcpServer app(topo_->remote(), AF_INET, 8080, "app-b");
   const auto r = testbed::tcp_exchange(topo_->pod(), b_.ip4, 8080, "after restart");
   EXPECT_EQ(r.reply, "app-b:after restart");
-  EXPECT_EQ(ztunnel_->connections(a_.uid).back().direction, "outbound");
+  EXPECT_EQ(ztunnel().connections(a_.uid).back().direction, "outbound");
   agent->stop(SIGTERM);
   for (const auto& p : pods) EXPECT_EQ(cni("DEL", p).exit_code, 0);
   cleanup();

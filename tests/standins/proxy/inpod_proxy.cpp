@@ -61,6 +61,16 @@ std::string format_addr(const sockaddr_storage& ss) {
   return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a.sin6_port));
 }
 
+// Every fd a proxy keeps goes above FD_SETSIZE: a test process runs a hundred proxies next to the
+// agent, whose libnftables select()s on fresh low-numbered netlink sockets.
+int keep_high(int fd) {
+  if (fd < 0 || fd >= 1024) return fd;
+  const int high = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+  if (high < 0) return fd;
+  close(fd);
+  return high;
+}
+
 socklen_t addr_len(int family) {
   return family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
 }
@@ -71,7 +81,7 @@ void set_int(int fd, int level, int opt, int value, const char* what) {
 
 // Binds a listener the way ztunnel does; returns -1 if the address family is unusable here.
 int open_listener(int family, int type, const char* addr, int port) {
-  Fd fd(socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  Fd fd(keep_high(socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
   if (fd.get() < 0) {
     if (errno == EAFNOSUPPORT) return -1;
     fail("socket");
@@ -212,9 +222,10 @@ bool read_exact(int fd, char* p, size_t n) {
 std::unique_ptr<InpodProxy> InpodProxy::start(int netns_fd, LogSink log_sink) {
   std::unique_ptr<InpodProxy> proxy(new InpodProxy());
   proxy->sink_ = std::move(log_sink);
-  proxy->netns_fd_ = fcntl(netns_fd, F_DUPFD_CLOEXEC, 0);
+  proxy->netns_fd_ = fcntl(netns_fd, F_DUPFD_CLOEXEC, 1024);
+  if (proxy->netns_fd_ < 0) proxy->netns_fd_ = fcntl(netns_fd, F_DUPFD_CLOEXEC, 0);
   if (proxy->netns_fd_ < 0) fail("dup netns fd");
-  proxy->stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  proxy->stop_fd_ = keep_high(eventfd(0, EFD_CLOEXEC));
   if (proxy->stop_fd_ < 0) fail("eventfd");
 
   // The listeners must be created inside the pod's netns; a dedicated thread enters it, binds,

@@ -182,6 +182,14 @@ struct ZtunnelStandin::Impl {
       return {};
     }
     auto h = std::make_unique<Held>();
+    // Held for the pod's lifetime: above FD_SETSIZE (the agent in the same test process uses
+    // libnftables, which select()s on its netlink sockets).
+    if (fd < 1024) {
+      if (const int high = fcntl(fd, F_DUPFD_CLOEXEC, 1024); high >= 0) {
+        ::close(fd);
+        fd = high;
+      }
+    }
     h->fd = fd;
     h->inode = inode;
     if (options.run_proxies) {

@@ -1,0 +1,78 @@
+// List-then-watch of one Kubernetes collection, kept in a local store: resourceVersion
+// bookkeeping, bookmarks, reconnect with backoff, 410 Gone → relist. Changes are reported to a
+// handler (object null = deleted); a relist reports every difference it finds.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
+
+#include "kube/client.h"
+
+namespace ambient::agent {
+
+class Informer {
+ public:
+  using Handler = std::function<void(const std::string& key, const nlohmann::json* object)>;
+  using ClientFactory = std::function<std::unique_ptr<kube::Client>()>;
+
+  struct Options {
+    std::string name;          // for logs: "pods", "namespaces"
+    std::string path;          // collection path with its query, e.g. /api/v1/pods?fieldSelector=…
+    std::chrono::milliseconds watch_timeout{300000};  // one watch request (the server may end it sooner)
+    std::chrono::milliseconds max_backoff{5000};
+  };
+
+  Informer(Options options, ClientFactory make_client, Handler on_change,
+           std::shared_ptr<spdlog::logger> log);
+  ~Informer();
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
+
+  void start();
+  void stop();
+  bool synced() const { return synced_; }  // the first list completed
+  bool wait_synced(std::chrono::milliseconds timeout) const;
+  std::optional<nlohmann::json> get(const std::string& key) const;
+  std::vector<nlohmann::json> items() const;
+
+  std::uint64_t relists() const { return relists_; }
+
+  // "namespace/name" for namespaced objects, "name" otherwise.
+  static std::string key_of(const nlohmann::json& object);
+
+ private:
+  void run();
+  bool relist(kube::Client& client);
+  // Returns false when the stream must be relisted (410, or the store is no longer trusted).
+  bool watch_once(kube::Client& client);
+  void apply(const std::string& type, const nlohmann::json& object);
+  void sleep_for(std::chrono::milliseconds d);
+
+  Options options_;
+  ClientFactory make_client_;
+  Handler on_change_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stopping_{false};  // aborts an idle watch
+  std::atomic<bool> synced_{false};
+  std::atomic<std::uint64_t> relists_{0};
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::map<std::string, nlohmann::json> store_;
+  std::string resource_version_;
+};
+
+}  // namespace ambient::agent

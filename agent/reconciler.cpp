@@ -1,0 +1,338 @@
+#include "agent/reconciler.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "config/decision.h"
+#include "config/errors.h"
+
+namespace ambient::agent {
+namespace {
+
+bool finished(const config::PodInfo& p) {
+  return p.terminating || p.phase == "Succeeded" || p.phase == "Failed";
+}
+
+std::string who(const config::PodInfo& p) { return p.namespace_ + "/" + p.name; }
+
+}  // namespace
+
+Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
+    : o_(std::move(options)), d_(std::move(deps)) {
+  std::string pods_path = "/api/v1/pods";
+  if (!o_.node_name.empty()) pods_path += "?fieldSelector=spec.nodeName%3D" + o_.node_name;
+  pod_informer_ = std::make_unique<Informer>(
+      Informer::Options{"pods", pods_path, o_.watch_timeout},
+      d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); },
+      d_.log);
+  ns_informer_ = std::make_unique<Informer>(
+      Informer::Options{"namespaces", "/api/v1/namespaces", o_.watch_timeout}, d_.make_client,
+      [this](const std::string& k, const nlohmann::json* o) { on_namespace(k, o); }, d_.log);
+}
+
+Reconciler::~Reconciler() { stop(); }
+
+void Reconciler::start() {
+  running_ = true;
+  ns_informer_->start();
+  pod_informer_->start();
+  for (int i = 0; i < std::max(1, o_.workers); ++i) threads_.emplace_back([this] { worker(); });
+  threads_.emplace_back([this] { housekeeping(); });
+}
+
+void Reconciler::stop() {
+  if (!running_.exchange(false)) return;
+  cv_.notify_all();
+  // Both watches wind down together (each takes up to a second to notice).
+  std::thread ns_stop([this] { ns_informer_->stop(); });
+  pod_informer_->stop();
+  ns_stop.join();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+bool Reconciler::wait_startup(std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!startup_done_ && std::chrono::steady_clock::now() < until) {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  return startup_done_;
+}
+
+bool Reconciler::idle() const {
+  std::lock_guard lock(mu_);
+  return queue_.empty() && busy_.empty();
+}
+
+void Reconciler::on_pod(const std::string& key, const nlohmann::json* object) {
+  std::string uid;
+  {
+    std::lock_guard lock(mu_);
+    if (object == nullptr) {
+      const auto it = pod_keys_.find(key);
+      if (it == pod_keys_.end()) return;
+      uid = it->second;
+      pods_.erase(uid);
+      pod_keys_.erase(it);
+    } else {
+      try {
+        auto pod = config::parse_pod(*object);
+        if (pod.uid.empty()) return;
+        uid = pod.uid;
+        if (const auto old = pod_keys_.find(key); old != pod_keys_.end() && old->second != uid) {
+          pods_.erase(old->second);  // same name, new pod: the old one is gone
+          queued_.insert(old->second);
+          queue_.push_back({old->second, 0, {}});
+        }
+        pod_keys_[key] = uid;
+        pods_[uid] = std::move(pod);
+      } catch (const config::ConfigError& e) {
+        d_.log->warn("ignoring malformed pod {}: {}", key, e.what());
+        return;
+      }
+    }
+  }
+  enqueue(uid);
+}
+
+void Reconciler::on_namespace(const std::string& key, const nlohmann::json* object) {
+  std::vector<std::string> affected;
+  {
+    std::lock_guard lock(mu_);
+    if (object == nullptr) {
+      namespaces_.erase(key);
+    } else {
+      try {
+        namespaces_[key] = config::parse_namespace(*object);
+      } catch (const config::ConfigError& e) {
+        d_.log->warn("ignoring malformed namespace {}: {}", key, e.what());
+        return;
+      }
+    }
+    for (const auto& [uid, pod] : pods_) {
+      if (pod.namespace_ == key) affected.push_back(uid);
+    }
+  }
+  for (const auto& uid : affected) enqueue(uid);
+}
+
+void Reconciler::enqueue(const std::string& uid, int attempt) {
+  {
+    std::lock_guard lock(mu_);
+    if (attempt == 0 && queued_.contains(uid)) return;  // already pending: one pass covers it
+    queued_.insert(uid);
+    auto delay = std::chrono::milliseconds(0);
+    if (attempt > 0) {
+      delay = std::min(o_.max_retry_backoff, std::chrono::milliseconds(100) * (1 << std::min(attempt, 10)));
+    }
+    queue_.push_back({uid, attempt, std::chrono::steady_clock::now() + delay});
+  }
+  cv_.notify_one();
+}
+
+void Reconciler::worker() {
+  while (running_) {
+    Item item;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return !running_ || !queue_.empty(); });
+      if (!running_) return;
+      const auto now = std::chrono::steady_clock::now();
+      // The first item that is due and whose pod nobody else is working on.
+      auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Item& i) {
+        return i.not_before <= now && !busy_.contains(i.uid);
+      });
+      if (it == queue_.end()) continue;
+      item = *it;
+      queue_.erase(it);
+      if (std::none_of(queue_.begin(), queue_.end(), [&](const Item& i) { return i.uid == item.uid; })) {
+        queued_.erase(item.uid);
+      }
+      busy_.insert(item.uid);
+    }
+    bool done = true;
+    try {
+      done = reconcile(item.uid);
+    } catch (const std::exception& e) {
+      d_.log->error("reconciling pod uid {}: {}", item.uid, e.what());
+      done = false;
+    }
+    {
+      std::lock_guard lock(mu_);
+      busy_.erase(item.uid);
+    }
+    if (!done) {
+      d_.metrics.count_repair("retry");
+      enqueue(item.uid, item.attempt + 1);
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+bool Reconciler::reconcile(const std::string& uid) {
+  std::optional<config::PodInfo> pod;
+  config::NamespaceInfo ns;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto it = pods_.find(uid); it != pods_.end()) pod = it->second;
+    if (pod) {
+      if (const auto n = namespaces_.find(pod->namespace_); n != namespaces_.end()) {
+        ns = n->second;
+      } else {
+        ns.name = pod->namespace_;
+      }
+    }
+  }
+  const auto current = d_.pods.get(uid);
+  bool want = false;
+  if (pod && !finished(*pod)) {
+    const auto decision = config::decide(o_.policy, *pod, ns);
+    want = decision.enroll;
+  }
+  if (want == current.has_value()) {
+    // Enrolled with other redirect settings (an annotation changed): re-apply.
+    if (current && pod) {
+      const auto settings = config::redirect_settings_for(pod->annotations, o_.dns_capture, o_.ipv6);
+      if (!(settings == current->redirect)) return enrol(*pod);
+    }
+    return true;
+  }
+  // The watch caches may lag behind what the plugin just saw: confirm a change of state with a
+  // fresh read before acting on it.
+  if (pod && !finished(*pod)) {
+    try {
+      const auto fresh = d_.api.with([&](kube::Client& c) {
+        return std::pair{config::parse_pod(c.get("/api/v1/namespaces/" + pod->namespace_ + "/pods/" + pod->name)),
+                         config::parse_namespace(c.get("/api/v1/namespaces/" + pod->namespace_))};
+      });
+      if (fresh.first.uid != uid) {
+        want = false;  // replaced by a pod of the same name
+      } else {
+        want = !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enroll;
+        pod = fresh.first;
+      }
+    } catch (const kube::ApiError& e) {
+      if (e.kind() != kube::ApiError::Kind::kNotFound) {
+        d_.log->warn("pod {}: cannot confirm its labels: {}; will retry", who(*pod), e.what());
+        return false;
+      }
+      want = false;
+    } catch (const config::ConfigError& e) {
+      d_.log->warn("pod {}: malformed object from the API: {}", who(*pod), e.what());
+      return false;
+    }
+    if (want == current.has_value()) return true;
+  }
+  if (want) return enrol(*pod);
+  d_.log->info("pod {} no longer selected for ambient{}: unenrolling",
+               current->record.namespace_ + "/" + current->record.name,
+               pod ? "" : " (deleted or finished)");
+  d_.enroller.release(*current, /*clear_annotation=*/pod.has_value());
+  return true;
+}
+
+bool Reconciler::enrol(const config::PodInfo& pod) {
+  if (pod.ips.empty()) {
+    // Its sandbox is not up yet: the plugin's ADD will enrol it.
+    d_.log->debug("pod {} has no IP yet; leaving it to the plugin", who(pod));
+    return true;
+  }
+  const auto found = d_.finder.find(pod.uid);
+  if (!found) {
+    d_.log->warn("pod {} should be enrolled but its network namespace was not found; will retry",
+                 who(pod));
+    return false;
+  }
+  config::AgentRequest req;
+  req.op = "add";
+  req.pod.container_id = found->container_id;
+  if (const auto rec = d_.finder.record(pod.uid); rec && req.pod.container_id.empty()) {
+    req.pod.container_id = rec->container_id;
+  }
+  req.pod.netns = found->path;
+  req.pod.ifname = "eth0";
+  req.pod.uid = pod.uid;
+  req.pod.name = pod.name;
+  req.pod.namespace_ = pod.namespace_;
+  req.pod.ips = pod.ips;
+  req.service_account = pod.service_account;
+  req.redirect = config::redirect_settings_for(pod.annotations, o_.dns_capture, o_.ipv6);
+  const auto reply = d_.enroller.add(req);
+  if (!reply.ok) {
+    d_.log->warn("pod {}: enrolment failed: {} {}; will retry", who(pod), reply.msg, reply.details);
+    return false;
+  }
+  d_.log->info("pod {} enrolled by the agent (netns from {})", who(pod), found->source);
+  return true;
+}
+
+void Reconciler::repair_drift() {
+  std::vector<netns::ProbeEntry> desired;
+  for (const auto& p : d_.pods.all()) {
+    for (const auto& ip : p.record.ips) desired.push_back({p.record.uid, ip});
+    if (!p.netns) continue;
+    try {
+      const auto plan = plan_for(p.redirect, p.record.ips);
+      const auto seen = netns::inspect(*p.netns, plan);
+      if (seen.status != netns::RedirectStatus::Current) {
+        auto lock = d_.pods.lock_pod(p.record.uid);
+        netns::apply(*p.netns, plan);
+        d_.metrics.count_repair("inpod_rules");
+        d_.log->warn("pod {}/{}: in-pod redirection had drifted ({}); repaired",
+                     p.record.namespace_, p.record.name, seen.summary());
+      }
+    } catch (const netns::NetnsError& e) {
+      d_.log->error("pod {}/{}: drift check failed: {}", p.record.namespace_, p.record.name,
+                    e.what());
+    }
+  }
+  try {
+    const auto report = d_.probes.reconcile(desired);
+    if (report.base_repaired || report.added || report.removed) {
+      d_.metrics.count_repair("host_probe");
+      d_.log->warn("host probe SNAT had drifted (base repaired: {}, {} added, {} removed); repaired",
+                   report.base_repaired, report.added, report.removed);
+    }
+  } catch (const netns::NetnsError& e) {
+    d_.log->error("host probe reconcile failed: {}", e.what());
+  }
+}
+
+void Reconciler::housekeeping() {
+  // Startup: both collections listed, then every pod on the node through one pass.
+  while (running_ && !(ns_informer_->wait_synced(std::chrono::milliseconds(200)) &&
+                       pod_informer_->wait_synced(std::chrono::milliseconds(200)))) {
+  }
+  std::vector<std::string> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [uid, pod] : pods_) all.push_back(uid);
+  }
+  for (const auto& p : d_.pods.all()) all.push_back(p.record.uid);  // enrolled, maybe gone
+  for (const auto& uid : all) enqueue(uid);
+  while (running_ && !startup_done_) {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    // Retries waiting for their backoff do not hold readiness back.
+    const bool only_retries = std::all_of(queue_.begin(), queue_.end(), [](const Item& i) { return i.attempt > 0; });
+    if (only_retries && busy_.empty()) {
+      startup_done_ = true;
+      d_.log->info("startup reconcile done: {} pods enrolled", d_.pods.size());
+    }
+  }
+  auto next = std::chrono::steady_clock::now() + o_.drift_interval;
+  while (running_) {
+    {
+      std::unique_lock lock(mu_);
+      idle_cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    if (std::chrono::steady_clock::now() >= next) {
+      repair_drift();
+      next = std::chrono::steady_clock::now() + o_.drift_interval;
+    }
+  }
+}
+
+}  // namespace ambient::agent
