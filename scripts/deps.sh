@@ -9,6 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   nftables iptables iproute2 containernetworking-plugins hyperfine
+  containerd runc busybox-static podman libgrpc++-dev protobuf-compiler-grpc
 )
 missing=()
 for p in "${packages[@]}"; do
