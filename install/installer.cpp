@@ -41,12 +41,6 @@ Installer::Installer(InstallerOptions options, std::shared_ptr<spdlog::logger> l
     throw InstallError("owned conflist name \"" + owned +
                        "\" must be a plain file name ending in .conflist");
   }
-  if (options_.plugin_source.empty()) throw InstallError("no plugin binary to install");
-  std::error_code ec;
-  if (!fs::is_regular_file(options_.plugin_source, ec)) {
-    throw InstallError("plugin binary " + options_.plugin_source.string() +
-                       " does not exist or is not a file");
-  }
   for (const auto* dir : {&options_.cni_bin_dir, &options_.cni_conf_dir}) {
     if (dir->empty()) throw InstallError("CNI directories must be set");
   }
@@ -73,6 +67,13 @@ bool Installer::binary_in_place() const {
 ReconcileResult Installer::reconcile() {
   std::lock_guard lock(mu_);
   ReconcileResult r;
+  // Inputs first: a missing source binary or service account changes nothing on the node.
+  std::error_code ec;
+  if (options_.plugin_source.empty() || !fs::is_regular_file(options_.plugin_source, ec)) {
+    throw InstallError("plugin binary \"" + options_.plugin_source.string() +
+                       "\" does not exist or is not a file");
+  }
+  const auto kubeconfig = wanted_kubeconfig();
   if (!temps_swept_) {
     // A predecessor killed mid-write leaves its temp files; they are ours to remove.
     for (const auto& dir :
@@ -87,14 +88,18 @@ ReconcileResult Installer::reconcile() {
   r.binary_written = install_file(options_.plugin_source, binary_path(), kBinaryMode);
   if (r.binary_written) log_->info("installed {}", binary_path().string());
 
-  const auto kubeconfig = wanted_kubeconfig();
   make_dir(kubeconfig_path().parent_path());
   if (read_file(kubeconfig_path()) != kubeconfig) {
     write_file_atomic(kubeconfig_path(), kubeconfig, kKubeconfigMode);
     r.kubeconfig_written = true;
     log_->info("wrote the plugin kubeconfig {}", kubeconfig_path().string());
-  } else {
-    ::chmod(kubeconfig_path().c_str(), kKubeconfigMode);  // same bytes; make sure of the mode
+  } else if (struct stat st{}; ::stat(kubeconfig_path().c_str(), &st) == 0 &&
+                               (st.st_mode & 07777) != kKubeconfigMode) {
+    // Same bytes, wrong mode (only then: a chmod is an event the watcher would see again).
+    if (::chmod(kubeconfig_path().c_str(), kKubeconfigMode) != 0) {
+      throw InstallError("cannot chmod " + kubeconfig_path().string());
+    }
+    r.kubeconfig_written = true;
   }
 
   const auto plan = plan_install(read_conf_dir(options_.cni_conf_dir), options_.mode,

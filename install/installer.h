@@ -41,14 +41,16 @@ struct ReconcileResult {
 
 class Installer {
  public:
-  // Checks the options (the entry renders, the source binary exists, the owned name is a plain
-  // .conflist name). Throws InstallError naming what is wrong; nothing is written.
+  // Checks the options (the entry renders, the owned name is a plain .conflist name). Throws
+  // InstallError naming what is wrong; nothing is written. The source binary is checked by
+  // reconcile() (uninstall does not need it).
   Installer(InstallerOptions options, std::shared_ptr<spdlog::logger> log);
 
   // One pass: binary, kubeconfig, conflist (in that order: the runtime must never find our entry
   // before the binary and credentials it needs). Waits for nothing: with no primary CNI config
   // yet, `installed` is false and the watcher calls again when the directory changes. Throws
-  // InstallError when a write fails or the service account cannot be read. Thread-safe.
+  // InstallError when the source binary or the service account cannot be read (before anything
+  // is written) or when a write fails. Thread-safe.
   ReconcileResult reconcile();
 
   // Removes what is ours: our conflist entries (wraps undone) or the owned copy, then the

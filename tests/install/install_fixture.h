@@ -1,0 +1,112 @@
+// Shared by the installer's integration tests: a temp "node" (CNI bin dir, conf dir, run dir,
+// service-account dir laid out as kubelet does, with ..data symlink swaps) and directory
+// snapshots that compare bytes and modes.
+#pragma once
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace ambient::testing {
+
+namespace fs = std::filesystem;
+
+inline std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline void spit(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+}
+
+// Every entry under a directory: relative path → type, mode and content (or link target).
+using Snapshot = std::map<std::string, std::string>;
+inline Snapshot snapshot(const fs::path& dir) {
+  Snapshot out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       it != fs::recursive_directory_iterator(); ++it) {
+    struct stat st {};
+    ::lstat(it->path().c_str(), &st);
+    const auto rel = fs::relative(it->path(), dir).string();
+    std::ostringstream v;
+    v << std::oct << (st.st_mode & 07777) << ' ';
+    if (S_ISLNK(st.st_mode)) {
+      v << "link " << fs::read_symlink(it->path()).string();
+    } else if (S_ISDIR(st.st_mode)) {
+      v << "dir";
+    } else {
+      v << "file " << slurp(it->path());
+    }
+    out[rel] = v.str();
+  }
+  return out;
+}
+
+// Polls `done` until it holds or `limit` passes; returns how long it took (or nullopt).
+inline std::optional<std::chrono::milliseconds> wait_for(const std::function<bool()>& done,
+                                                         std::chrono::milliseconds limit) {
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    if (done()) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+    }
+    if (std::chrono::steady_clock::now() - start > limit) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// A node's directories under one temp root.
+class NodeDirs {
+ public:
+  explicit NodeDirs(const std::string& tag) {
+    root =
+        fs::temp_directory_path() / ("ambient-install-" + std::to_string(::getpid()) + "-" + tag);
+    fs::remove_all(root);
+    bin = root / "opt/cni/bin";
+    conf = root / "etc/cni/net.d";
+    run = root / "var/run/ambient-cni";
+    sa = root / "sa";
+    netns = root / "var/run/netns";
+    for (const auto& d : {bin, conf, run, sa, netns}) fs::create_directories(d);
+    ::chmod(conf.c_str(), 0755);
+    write_token("token-1", "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n");
+  }
+  ~NodeDirs() {
+    if (!::testing::Test::HasFailure()) fs::remove_all(root);
+  }
+
+  // Kubelet's AtomicWriter: a new timestamped dir, ..data_tmp → it, renamed over ..data.
+  void write_token(const std::string& token, const std::string& ca) {
+    const auto gen = "..gen_" + std::to_string(++generation_);
+    fs::create_directories(sa / gen);
+    spit(sa / gen / "token", token);
+    spit(sa / gen / "ca.crt", ca);
+    fs::create_symlink(gen, sa / "..data_tmp");
+    fs::rename(sa / "..data_tmp", sa / "..data");
+    if (!fs::is_symlink(sa / "token")) fs::create_symlink("..data/token", sa / "token");
+    if (!fs::is_symlink(sa / "ca.crt")) fs::create_symlink("..data/ca.crt", sa / "ca.crt");
+    if (generation_ > 1) fs::remove_all(sa / ("..gen_" + std::to_string(generation_ - 1)));
+  }
+
+  fs::path root, bin, conf, run, sa, netns;
+
+ private:
+  int generation_ = 0;
+};
+
+}  // namespace ambient::testing
