@@ -3,8 +3,6 @@
 // with the API stand-in, the real agent and the ztunnel stand-in around it.
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "agent/agent.h"
 #include "agent/pod_table.h"
 #include "tests/runtime/containerd_harness.h"
@@ -16,17 +14,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr const char* kAmbientLabel = "istio.io/dataplane-mode";
-
-std::string random_uid() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  const auto hex = [](std::uint64_t v, int digits) {
-    std::string s;
-    for (int i = 0; i < digits; ++i, v >>= 4) s.insert(s.begin(), "0123456789abcdef"[v & 0xf]);
-    return s;
-  };
-  return hex(rng(), 8) + "-" + hex(rng(), 4) + "-4" + hex(rng(), 3) + "-a" + hex(rng(), 3) + "-" +
-         hex(rng(), 12);
-}
 
 class Containerd : public ::testing::Test {
  protected:
@@ -324,7 +311,8 @@ TEST_F(Containerd, KubectlLabelNamespaceEnrolsRunningSandboxes) {
   ASSERT_EQ(removed.exit_code, 0) << removed.out;
   ASSERT_TRUE(wait_until([&] { return !in_ztunnel(a) && !in_ztunnel(b); }, 15s))
       << "sandboxes stayed enrolled after the label was removed";
-  ASSERT_TRUE(wait_until([&] { return mesh().redirection(a).empty(); }, 5s));
+  ASSERT_TRUE(wait_until(
+      [&] { return mesh().redirection(a).empty() && mesh().redirection(b).empty(); }, 5s));
   expect_untouched(a, a_s);
   expect_untouched(b, b_s);
 }

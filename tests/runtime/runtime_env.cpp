@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -600,6 +601,19 @@ void EchoServer::serve() {
     (void)!::write(c, reply.data(), reply.size());
     ::close(c);
   }
+}
+
+std::string random_uid() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mu);
+  const auto hex = [](std::uint64_t v, int digits) {
+    std::string s;
+    for (int i = 0; i < digits; ++i, v >>= 4) s.insert(s.begin(), "0123456789abcdef"[v & 0xf]);
+    return s;
+  };
+  return hex(rng(), 8) + "-" + hex(rng(), 4) + "-4" + hex(rng(), 3) + "-a" + hex(rng(), 3) + "-" +
+         hex(rng(), 12);
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

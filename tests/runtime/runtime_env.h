@@ -118,6 +118,9 @@ class EchoServer {
   std::vector<std::string> peers_;
 };
 
+// A fresh pod UID (RFC 4122 version 4 form, as the API server assigns them).
+std::string random_uid();
+
 // Polls `condition` every 50 ms until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
