@@ -46,6 +46,14 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
     return fail(kInvalidConfig, "pod " + who(rec) + " has no UID (K8S_POD_UID or the API's uid)");
   }
   auto lock = d_.pods.lock_pod(rec.uid);
+  using Clock = std::chrono::steady_clock;
+  auto mark = Clock::now();
+  std::string phases;  // debug: where an enrolment spends its time
+  const auto phase = [&](const char* name) {
+    const auto now = Clock::now();
+    phases += fmt::format(" {} {:.1f}", name, std::chrono::duration<double, std::milli>(now - mark).count());
+    mark = now;
+  };
   EnrolledPod pod{rec, r.service_account, r.redirect, nullptr};
   std::optional<netns::RedirectPlan> plan;
   try {
@@ -53,6 +61,7 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
     pod.netns->relocate_fd();  // held for the pod's lifetime: keep low fd numbers free
     plan.emplace(plan_for(r.redirect, rec.ips));
     netns::apply(*pod.netns, *plan);
+    phase("rules");
   } catch (const netns::NetnsError& e) {
     d_.metrics.count_request("add", "rules_failed");
     d_.log->error("pod {}: programming redirection failed: {}", who(rec), e.what());
@@ -67,6 +76,7 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   };
   try {
     d_.probes.add(rec.uid, rec.ips);
+    phase("probes");
   } catch (const netns::NetnsError& e) {
     undo_rules();
     d_.metrics.count_request("add", "probe_failed");
@@ -81,8 +91,10 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   };
 
   d_.pods.put(pod);  // from here a new ztunnel's snapshot includes the pod
+  phase("state");
   try {
     d_.zds.add(workload(pod));
+    phase("ztunnel");
   } catch (const ZdsError& e) {
     d_.pods.erase(rec.uid);
     undo_probes();
@@ -98,6 +110,7 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   }
   try {
     d_.status.set(rec.namespace_, rec.name, contract::kRedirectionEnabled);
+    phase("annotation");
   } catch (const kube::ApiError& e) {
     // istiod sends mTLS to the pod only once it reads "enabled": don't start it half-meshed.
     d_.zds.del(rec.uid);
@@ -113,6 +126,7 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   d_.metrics.set_enrolled_pods(d_.pods.size());
   d_.log->info("pod {} enrolled (uid {}, netns {}) in {:.1f} ms", who(rec), rec.uid, rec.netns,
                std::chrono::duration<double, std::milli>(took).count());
+  d_.log->debug("pod {} enrolment phases (ms):{}", who(rec), phases);
   return ok();
 }
 

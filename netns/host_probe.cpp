@@ -170,7 +170,29 @@ std::string HostProbeSnat::render_base(const HostProbeConfig& cfg) {
 
 void HostProbeSnat::ensure() {
   std::lock_guard<std::mutex> lock(mu_);
+  owners_.reset();  // rewritten wholesale: read again on next use
   run_in(host_, [&] { nft::run(render_base(config_), "ensure host probe SNAT"); });
+}
+
+void HostProbeSnat::load_owners_here() {
+  owners_.emplace();
+  for (const auto& e : entries_of(host_table_here())) (*owners_)[e.ip] = e.pod_uid;
+}
+
+// Declarations only (idempotent `add`): elements can be added to a host whose table was
+// flushed; the chain and its rules are repaired by ensure()/reconcile().
+bool HostProbeSnat::run_incremental(const std::string& tx, const std::string& what) {
+  const std::string declare =
+      fmt::format("add table inet {0}\nadd set inet {0} {1} {{ type ipv4_addr; }}\n"
+                  "add set inet {0} {2} {{ type ipv6_addr; }}\n",
+                  c::kNatTable, c::kProbeSetV4, c::kProbeSetV6);
+  const auto r = nft::try_run(declare + tx, nft::Output::Text);
+  if (!r.ok) {
+    spdlog::info("host probe: {} on the fast path failed ({}); re-reading the host table", what,
+                 r.error);
+    owners_.reset();
+  }
+  return r.ok;
 }
 
 void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>& ips) {
@@ -179,21 +201,25 @@ void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>
   for (const auto& ip : ips) parsed.push_back(parse_ip(ip));
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    // Base and elements in one transaction: adding to a flushed host still works.
-    std::string tx = render_base(config_);
-    const auto current = entries_of(host_table_here());
-    for (const auto& p : parsed) {
-      auto it = std::find_if(current.begin(), current.end(),
-                             [&](const ProbeEntry& e) { return e.ip == p.text; });
-      if (it != current.end()) {
-        if (it->pod_uid == pod_uid) continue;
-        spdlog::info("host probe: IP {} moves from pod {} to pod {}", p.text,
-                     it->pod_uid.empty() ? "<unknown>" : it->pod_uid, pod_uid);
-        tx += delete_element(p.text, p.v6);
+    const auto what = fmt::format("add host probe IPs of pod {}", pod_uid);
+    // Two tries: from the mirror, then (if the kernel disagreed) from a fresh read.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!owners_) load_owners_here();
+      std::string tx;
+      for (const auto& p : parsed) {
+        const auto it = owners_->find(p.text);
+        if (it != owners_->end() && it->second != pod_uid) {
+          spdlog::info("host probe: IP {} moves from pod {} to pod {}", p.text,
+                       it->second.empty() ? "<unknown>" : it->second, pod_uid);
+          tx += delete_element(p.text, p.v6);
+        }
+        tx += add_element({std::string(pod_uid), p.text}, p.v6);
       }
-      tx += add_element({std::string(pod_uid), p.text}, p.v6);
+      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(render_base(config_) + tx, what), true)) {
+        for (const auto& p : parsed) (*owners_)[p.text] = std::string(pod_uid);
+        return;
+      }
     }
-    nft::run(tx, fmt::format("add host probe IPs of pod {}", pod_uid));
   });
 }
 
@@ -203,20 +229,30 @@ void HostProbeSnat::remove(std::string_view pod_uid, const std::vector<std::stri
   for (const auto& ip : ips) parsed.push_back(parse_ip(ip));
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    const auto current = entries_of(host_table_here());  // no table: nothing to remove
-    std::string tx;
-    for (const auto& p : parsed) {
-      auto it = std::find_if(current.begin(), current.end(),
-                             [&](const ProbeEntry& e) { return e.ip == p.text; });
-      if (it == current.end()) continue;
-      if (it->pod_uid != pod_uid) {
-        spdlog::info("host probe: IP {} is owned by pod {}, not {}: kept", p.text,
-                     it->pod_uid.empty() ? "<unknown>" : it->pod_uid, pod_uid);
-        continue;
+    const auto what = fmt::format("remove host probe IPs of pod {}", pod_uid);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!owners_) load_owners_here();
+      std::string tx;
+      for (const auto& p : parsed) {
+        const auto it = owners_->find(p.text);
+        if (it == owners_->end()) continue;
+        if (it->second != pod_uid) {
+          spdlog::info("host probe: IP {} is owned by pod {}, not {}: kept", p.text,
+                       it->second.empty() ? "<unknown>" : it->second, pod_uid);
+          continue;
+        }
+        tx += delete_element(p.text, p.v6);
       }
-      tx += delete_element(p.text, p.v6);
+      if (tx.empty()) return;
+      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(tx, what), true)) {
+        for (const auto& p : parsed) {
+          if (const auto it = owners_->find(p.text); it != owners_->end() && it->second == pod_uid) {
+            owners_->erase(it);
+          }
+        }
+        return;
+      }
     }
-    if (!tx.empty()) nft::run(tx, fmt::format("remove host probe IPs of pod {}", pod_uid));
   });
 }
 
@@ -224,11 +260,19 @@ void HostProbeSnat::remove_pod(std::string_view pod_uid) {
   validate_uid(pod_uid);
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    std::string tx;
-    for (const auto& e : entries_of(host_table_here())) {
-      if (e.pod_uid == pod_uid) tx += delete_element(e.ip, parse_ip(e.ip).v6);
+    const auto what = fmt::format("remove host probe IPs of pod {}", pod_uid);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!owners_) load_owners_here();
+      std::string tx;
+      for (const auto& [ip, owner] : *owners_) {
+        if (owner == pod_uid) tx += delete_element(ip, parse_ip(ip).v6);
+      }
+      if (tx.empty()) return;
+      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(tx, what), true)) {
+        std::erase_if(*owners_, [&](const auto& kv) { return kv.second == pod_uid; });
+        return;
+      }
     }
-    if (!tx.empty()) nft::run(tx, fmt::format("remove host probe IPs of pod {}", pod_uid));
   });
 }
 
@@ -252,6 +296,7 @@ ProbeReconcileReport HostProbeSnat::reconcile(const std::vector<ProbeEntry>& des
   }
   const bool current = base_is_current();
   std::lock_guard<std::mutex> lock(mu_);
+  owners_.reset();  // rewritten wholesale: read again on next use
   ProbeReconcileReport report;
   report.base_repaired = !current;
   run_in(host_, [&] {
@@ -292,6 +337,7 @@ ProbeReconcileReport HostProbeSnat::reconcile(const std::vector<ProbeEntry>& des
 
 void HostProbeSnat::teardown() {
   std::lock_guard<std::mutex> lock(mu_);
+  owners_.reset();  // rewritten wholesale: read again on next use
   run_in(host_, [] {
     nft::run(fmt::format("add table inet {0}\ndelete table inet {0}\n", c::kNatTable),
              "delete host probe table");

@@ -15,7 +15,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,9 +70,16 @@ class HostProbeSnat {
   const HostProbeConfig& config() const noexcept { return config_; }
 
  private:
+  // Fast path for add/remove: who owns which IP, as this process last wrote it (the agent is the
+  // only writer). Loaded from the kernel on first use; dropped whenever the kernel may disagree
+  // (a transaction failed, ensure/reconcile/teardown), so the next call reads it again.
+  void load_owners_here();
+  bool run_incremental(const std::string& tx, const std::string& what);
+
   NetnsHandle host_;
   HostProbeConfig config_;
   mutable std::mutex mu_;
+  std::optional<std::map<std::string, std::string>> owners_;  // ip → pod UID
 };
 
 }  // namespace ambient::netns

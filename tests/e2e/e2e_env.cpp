@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -44,7 +46,7 @@ Env::~Env() {
   stop_agent();
   ztunnel_.reset();
   api_.stop();
-  if (!keep_) fs::remove_all(run_dir_);
+  if (!keep_ && std::getenv("AMBIENT_E2E_KEEP") == nullptr) fs::remove_all(run_dir_);
 }
 
 agent::AgentOptions Env::agent_options() const {

@@ -133,7 +133,13 @@ TEST_F(LiveEnrolment, LabelNamespaceEnrolsHundredRunningPodsAndRemovingItUnenrol
   kubectl({"label", "ns", "demo", "istio.io/dataplane-mode-"});
   ASSERT_TRUE(eventually([&] { return env_->agent().pods().size() == 0; }, 30s));
   for (const auto& p : pods) EXPECT_TRUE(eventually([&] { return clean(p); }, 5s)) << p.name;
-  for (const auto& p : pods) EXPECT_LE(adds_for(p), 1u) << p.name;  // no duplicated enrolment
+  for (const auto& p : pods) {  // no duplicated enrolment
+    std::string seen;
+    for (const auto& r : env_->ztunnel().requests()) {
+      if (r.find(p.uid + " ") != std::string::npos) seen += r + "; ";
+    }
+    EXPECT_LE(adds_for(p), 1u) << p.name << ": " << seen;
+  }
 }
 
 TEST_F(LiveEnrolment, PodLabelOutsideAmbientNamespacesAndExcludedNamespace) {
