@@ -12,8 +12,8 @@
 #include "agent/enroller.h"
 #include "agent/kube_access.h"
 #include "agent/metrics.h"
-#include "agent/plugin_server.h"
 #include "agent/netns_finder.h"
+#include "agent/plugin_server.h"
 #include "agent/pod_table.h"
 #include "agent/reconciler.h"
 #include "agent/zds_server.h"
@@ -41,7 +41,8 @@ class HttpEndpoint {
     if (port < 0) return;
     port_ = port == 0 ? server_.bind_to_any_port(address) : port;
     if (port != 0 && !server_.bind_to_port(address, port)) port_ = -1;
-    if (port_ < 0) throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(port));
+    if (port_ < 0)
+      throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(port));
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     log->info("HTTP on {}:{}", address, port_);
   }
@@ -102,9 +103,10 @@ struct Agent::Impl {
       ro.drift_interval = options.drift_interval;
       ro.watch_timeout = options.watch_timeout;
       reconciler = std::make_unique<Reconciler>(
-          ro, ReconcilerDeps{pods, *enroller, probes, api,
-                             [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
-                             finder, metrics, log});
+          ro, ReconcilerDeps{
+                  pods, *enroller, probes, api,
+                  [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
+                  finder, metrics, log});
     }
     plugin_server = std::make_unique<PluginServer>(
         config::run_dir::agent_socket(options.run_dir),
@@ -213,7 +215,9 @@ struct Agent::Impl {
 Agent::Agent(AgentOptions options, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(log))) {}
 
-Agent::~Agent() { stop(); }
+Agent::~Agent() {
+  stop();
+}
 
 void Agent::start() {
   auto& s = *impl_;
@@ -236,7 +240,9 @@ void Agent::stop() {
   s.metrics_http.stop();
 }
 
-bool Agent::ready() const { return impl_->is_ready(); }
+bool Agent::ready() const {
+  return impl_->is_ready();
+}
 bool Agent::wait_ready(std::chrono::milliseconds timeout) const {
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (!ready()) {
@@ -245,12 +251,26 @@ bool Agent::wait_ready(std::chrono::milliseconds timeout) const {
   }
   return true;
 }
-Reconciler* Agent::reconciler() { return impl_->reconciler.get(); }
-int Agent::health_port() const { return impl_->health.port(); }
-int Agent::metrics_port() const { return impl_->metrics_http.port(); }
-Enroller& Agent::enroller() { return *impl_->enroller; }
-PodTable& Agent::pods() { return impl_->pods; }
-ZdsServer& Agent::zds() { return *impl_->zds; }
-Metrics& Agent::metrics() { return impl_->metrics; }
+Reconciler* Agent::reconciler() {
+  return impl_->reconciler.get();
+}
+int Agent::health_port() const {
+  return impl_->health.port();
+}
+int Agent::metrics_port() const {
+  return impl_->metrics_http.port();
+}
+Enroller& Agent::enroller() {
+  return *impl_->enroller;
+}
+PodTable& Agent::pods() {
+  return impl_->pods;
+}
+ZdsServer& Agent::zds() {
+  return *impl_->zds;
+}
+Metrics& Agent::metrics() {
+  return impl_->metrics;
+}
 
 }  // namespace ambient::agent

@@ -12,12 +12,16 @@ namespace {
 using contract::cni_code::kInvalidConfig;
 using contract::cni_code::kTryAgainLater;
 
-config::AgentReply ok() { return {true, 0, "", ""}; }
+config::AgentReply ok() {
+  return {true, 0, "", ""};
+}
 config::AgentReply fail(int code, std::string msg, std::string details = {}) {
   return {false, code, std::move(msg), std::move(details)};
 }
 
-std::string who(const config::PodRecord& r) { return r.namespace_ + "/" + r.name; }
+std::string who(const config::PodRecord& r) {
+  return r.namespace_ + "/" + r.name;
+}
 
 ZdsWorkload workload(const EnrolledPod& p) {
   return {p.record.uid, p.record.name, p.record.namespace_, p.service_account,
@@ -26,7 +30,8 @@ ZdsWorkload workload(const EnrolledPod& p) {
 
 }  // namespace
 
-netns::RedirectPlan plan_for(const config::RedirectSettings& s, const std::vector<std::string>& ips) {
+netns::RedirectPlan plan_for(const config::RedirectSettings& s,
+                             const std::vector<std::string>& ips) {
   bool has4 = false, has6 = false;
   for (const auto& ip : ips) (ip.find(':') == std::string::npos ? has4 : has6) = true;
   netns::RedirectOptions o;
@@ -51,7 +56,8 @@ config::AgentReply Enroller::add(const config::AgentRequest& r) {
   std::string phases;  // debug: where an enrolment spends its time
   const auto phase = [&](const char* name) {
     const auto now = Clock::now();
-    phases += fmt::format(" {} {:.1f}", name, std::chrono::duration<double, std::milli>(now - mark).count());
+    phases += fmt::format(" {} {:.1f}", name,
+                          std::chrono::duration<double, std::milli>(now - mark).count());
     mark = now;
   };
   EnrolledPod pod{rec, r.service_account, r.redirect, nullptr};

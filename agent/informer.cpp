@@ -20,7 +20,9 @@ Informer::Informer(Options options, ClientFactory make_client, Handler on_change
       on_change_(std::move(on_change)),
       log_(std::move(log)) {}
 
-Informer::~Informer() { stop(); }
+Informer::~Informer() {
+  stop();
+}
 
 std::string Informer::key_of(const nlohmann::json& o) {
   const auto& m = o.at("metadata");
@@ -122,10 +124,11 @@ bool Informer::watch_once(kube::Client& client) {
     rv = resource_version_;
   }
   const char sep = options_.path.find('?') == std::string::npos ? '?' : '&';
-  const auto seconds = std::max<long long>(1, std::chrono::duration_cast<std::chrono::seconds>(
-                                                  options_.watch_timeout).count());
-  const std::string path = options_.path + sep + "watch=1&allowWatchBookmarks=true&resourceVersion=" +
-                           rv + "&timeoutSeconds=" + std::to_string(seconds);
+  const auto seconds = std::max<long long>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(options_.watch_timeout).count());
+  const std::string path = options_.path + sep +
+                           "watch=1&allowWatchBookmarks=true&resourceVersion=" + rv +
+                           "&timeoutSeconds=" + std::to_string(seconds);
   bool expired = false;
   client.watch(
       path,
@@ -156,7 +159,8 @@ void Informer::run() {
     try {
       if (!client) client = make_client_();
       if (need_list) {
-        if (!relist(*client)) throw kube::ApiError(kube::ApiError::Kind::kUnreachable, 0, "list failed");
+        if (!relist(*client))
+          throw kube::ApiError(kube::ApiError::Kind::kUnreachable, 0, "list failed");
         need_list = false;
       }
       need_list = !watch_once(*client);

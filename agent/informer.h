@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
+#include <nlohmann/json.hpp>
 
 #include "kube/client.h"
 
@@ -28,9 +28,10 @@ class Informer {
   using ClientFactory = std::function<std::unique_ptr<kube::Client>()>;
 
   struct Options {
-    std::string name;          // for logs: "pods", "namespaces"
-    std::string path;          // collection path with its query, e.g. /api/v1/pods?fieldSelector=…
-    std::chrono::milliseconds watch_timeout{300000};  // one watch request (the server may end it sooner)
+    std::string name;  // for logs: "pods", "namespaces"
+    std::string path;  // collection path with its query, e.g. /api/v1/pods?fieldSelector=…
+    std::chrono::milliseconds watch_timeout{
+        300000};  // one watch request (the server may end it sooner)
     std::chrono::milliseconds max_backoff{5000};
   };
 

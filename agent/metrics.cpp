@@ -43,7 +43,8 @@ std::string Metrics::render() const {
     << "# HELP ambient_cni_ztunnel_connections Connected ztunnels.\n"
     << "# TYPE ambient_cni_ztunnel_connections gauge\n"
     << "ambient_cni_ztunnel_connections " << ztunnels_.load() << '\n'
-    << "# HELP ambient_cni_add_duration_seconds Enrolment of a pod by the agent, rules to ztunnel ack.\n"
+    << "# HELP ambient_cni_add_duration_seconds Enrolment of a pod by the agent, rules to ztunnel "
+       "ack.\n"
     << "# TYPE ambient_cni_add_duration_seconds histogram\n";
   for (std::size_t i = 0; i < kBuckets.size(); ++i) {
     o << "ambient_cni_add_duration_seconds_bucket{le=\"" << kBuckets[i] << "\"} "

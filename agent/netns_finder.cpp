@@ -41,7 +41,8 @@ unsigned long long start_time(const fs::path& pid_dir) {
 std::string container_id_of(std::string_view cgroup_path) {
   auto last = cgroup_path.substr(cgroup_path.rfind('/') + 1);
   if (last.size() > 6 && last.substr(last.size() - 6) == ".scope") last.remove_suffix(6);
-  if (const auto dash = last.rfind('-'); dash != std::string_view::npos) last.remove_prefix(dash + 1);
+  if (const auto dash = last.rfind('-'); dash != std::string_view::npos)
+    last.remove_prefix(dash + 1);
   if (last.rfind("pod", 0) == 0 || last.empty()) return {};
   return std::string(last);
 }

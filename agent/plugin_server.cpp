@@ -55,7 +55,8 @@ struct PluginServer::Impl {
                    std::string("malformed request: ") + e.what(), ""};
         } catch (const std::exception& e) {
           log->error("plugin request failed: {}", e.what());
-          reply = {false, contract::cni_code::kInternal, std::string("agent error: ") + e.what(), ""};
+          reply = {false, contract::cni_code::kInternal, std::string("agent error: ") + e.what(),
+                   ""};
         }
         const auto out = config::to_json(reply).dump();
         if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) {
@@ -94,7 +95,9 @@ PluginServer::PluginServer(std::string socket_path, Handler handler,
   impl_->log = std::move(log);
 }
 
-PluginServer::~PluginServer() { stop(); }
+PluginServer::~PluginServer() {
+  stop();
+}
 
 void PluginServer::start() {
   auto& s = *impl_;
@@ -104,7 +107,8 @@ void PluginServer::start() {
   s.listen_fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (s.path.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + s.path);
+  if (s.path.size() >= sizeof addr.sun_path)
+    throw std::runtime_error("socket path too long: " + s.path);
   std::memcpy(addr.sun_path, s.path.c_str(), s.path.size() + 1);
   // Root only: whoever can talk to this socket can make the agent enter pod namespaces.
   const mode_t old = ::umask(0077);

@@ -95,7 +95,8 @@ std::vector<EnrolledPod> PodTable::load_persisted(std::vector<std::string>& erro
     const auto j = nlohmann::json::parse(in, nullptr, false);
     try {
       const auto r = config::agent_request_from_json(j);
-      if (r.pod.uid.empty()) throw config::ConfigError(config::ConfigError::Kind::kDecode, "uid", "no uid");
+      if (r.pod.uid.empty())
+        throw config::ConfigError(config::ConfigError::Kind::kDecode, "uid", "no uid");
       out.push_back({r.pod, r.service_account, r.redirect, nullptr});
     } catch (const config::ConfigError& e) {
       errors.push_back(entry.path().string() + ": " + e.what());

@@ -14,7 +14,9 @@ bool finished(const config::PodInfo& p) {
   return p.terminating || p.phase == "Succeeded" || p.phase == "Failed";
 }
 
-std::string who(const config::PodInfo& p) { return p.namespace_ + "/" + p.name; }
+std::string who(const config::PodInfo& p) {
+  return p.namespace_ + "/" + p.name;
+}
 
 }  // namespace
 
@@ -23,15 +25,16 @@ Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
   std::string pods_path = "/api/v1/pods";
   if (!o_.node_name.empty()) pods_path += "?fieldSelector=spec.nodeName%3D" + o_.node_name;
   pod_informer_ = std::make_unique<Informer>(
-      Informer::Options{"pods", pods_path, o_.watch_timeout},
-      d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); },
-      d_.log);
+      Informer::Options{"pods", pods_path, o_.watch_timeout}, d_.make_client,
+      [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); }, d_.log);
   ns_informer_ = std::make_unique<Informer>(
       Informer::Options{"namespaces", "/api/v1/namespaces", o_.watch_timeout}, d_.make_client,
       [this](const std::string& k, const nlohmann::json* o) { on_namespace(k, o); }, d_.log);
 }
 
-Reconciler::~Reconciler() { stop(); }
+Reconciler::~Reconciler() {
+  stop();
+}
 
 void Reconciler::start() {
   running_ = true;
@@ -125,7 +128,8 @@ void Reconciler::enqueue(const std::string& uid, int attempt) {
     queued_.insert(uid);
     auto delay = std::chrono::milliseconds(0);
     if (attempt > 0) {
-      delay = std::min(o_.max_retry_backoff, std::chrono::milliseconds(100) * (1 << std::min(attempt, 10)));
+      delay = std::min(o_.max_retry_backoff,
+                       std::chrono::milliseconds(100) * (1 << std::min(attempt, 10)));
     }
     queue_.push_back({uid, attempt, std::chrono::steady_clock::now() + delay});
   }
@@ -137,7 +141,8 @@ void Reconciler::worker() {
     Item item;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return !running_ || !queue_.empty(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(200),
+                   [this] { return !running_ || !queue_.empty(); });
       if (!running_) return;
       const auto now = std::chrono::steady_clock::now();
       // The first item that is due and whose pod nobody else is working on.
@@ -147,7 +152,8 @@ void Reconciler::worker() {
       if (it == queue_.end()) continue;
       item = *it;
       queue_.erase(it);
-      if (std::none_of(queue_.begin(), queue_.end(), [&](const Item& i) { return i.uid == item.uid; })) {
+      if (std::none_of(queue_.begin(), queue_.end(),
+                       [&](const Item& i) { return i.uid == item.uid; })) {
         queued_.erase(item.uid);
       }
       busy_.insert(item.uid);
@@ -194,7 +200,8 @@ bool Reconciler::reconcile(const std::string& uid) {
   if (want == current.has_value()) {
     // Enrolled with other redirect settings (an annotation changed): re-apply.
     if (current && pod) {
-      const auto settings = config::redirect_settings_for(pod->annotations, o_.dns_capture, o_.ipv6);
+      const auto settings =
+          config::redirect_settings_for(pod->annotations, o_.dns_capture, o_.ipv6);
       if (!(settings == current->redirect)) return enrol(*pod);
     }
     return true;
@@ -204,13 +211,15 @@ bool Reconciler::reconcile(const std::string& uid) {
   if (pod && !finished(*pod)) {
     try {
       const auto fresh = d_.api.with([&](kube::Client& c) {
-        return std::pair{config::parse_pod(c.get("/api/v1/namespaces/" + pod->namespace_ + "/pods/" + pod->name)),
+        return std::pair{config::parse_pod(
+                             c.get("/api/v1/namespaces/" + pod->namespace_ + "/pods/" + pod->name)),
                          config::parse_namespace(c.get("/api/v1/namespaces/" + pod->namespace_))};
       });
       if (fresh.first.uid != uid) {
         want = false;  // replaced by a pod of the same name
       } else {
-        want = !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enroll;
+        want =
+            !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enroll;
         pod = fresh.first;
       }
     } catch (const kube::ApiError& e) {
@@ -292,8 +301,9 @@ void Reconciler::repair_drift() {
     const auto report = d_.probes.reconcile(desired);
     if (report.base_repaired || report.added || report.removed) {
       d_.metrics.count_repair("host_probe");
-      d_.log->warn("host probe SNAT had drifted (base repaired: {}, {} added, {} removed); repaired",
-                   report.base_repaired, report.added, report.removed);
+      d_.log->warn(
+          "host probe SNAT had drifted (base repaired: {}, {} added, {} removed); repaired",
+          report.base_repaired, report.added, report.removed);
     }
   } catch (const netns::NetnsError& e) {
     d_.log->error("host probe reconcile failed: {}", e.what());
@@ -316,7 +326,8 @@ void Reconciler::housekeeping() {
     std::unique_lock lock(mu_);
     idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
     // Retries waiting for their backoff do not hold readiness back.
-    const bool only_retries = std::all_of(queue_.begin(), queue_.end(), [](const Item& i) { return i.attempt > 0; });
+    const bool only_retries =
+        std::all_of(queue_.begin(), queue_.end(), [](const Item& i) { return i.attempt > 0; });
     if (only_retries && busy_.empty()) {
       startup_done_ = true;
       d_.log->info("startup reconcile done: {} pods enrolled", d_.pods.size());

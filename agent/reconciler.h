@@ -91,8 +91,8 @@ class Reconciler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   mutable std::condition_variable idle_cv_;
-  std::map<std::string, config::PodInfo> pods_;             // uid → pod
-  std::map<std::string, std::string> pod_keys_;             // "ns/name" → uid
+  std::map<std::string, config::PodInfo> pods_;              // uid → pod
+  std::map<std::string, std::string> pod_keys_;              // "ns/name" → uid
   std::map<std::string, config::NamespaceInfo> namespaces_;  // name → namespace
   std::deque<Item> queue_;
   std::set<std::string> queued_;  // uids in queue_ (a burst of events is one pass)

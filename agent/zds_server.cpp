@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <list>
@@ -50,7 +50,7 @@ struct ZdsServer::Impl {
   // change slips between a snapshot and the connection joining the set.
   std::shared_mutex snapshot_mu;
   mutable std::mutex conns_mu;
-  std::condition_variable conns_cv;  // a ztunnel finished its snapshot
+  std::condition_variable conns_cv;              // a ztunnel finished its snapshot
   std::list<std::shared_ptr<Connection>> conns;  // oldest first
 
   zds::Deadline deadline() const { return std::chrono::steady_clock::now() + options.deadline; }
@@ -63,7 +63,8 @@ struct ZdsServer::Impl {
       const auto until = deadline();
       zds::send_datagram(c.fd, bytes, fd, until);
       const auto error = zds::decode_ack(zds::recv_datagram(c.fd, until));
-      if (!error.empty()) throw ZdsError(ZdsError::Kind::kNack, "ztunnel refused " + what + ": " + error);
+      if (!error.empty())
+        throw ZdsError(ZdsError::Kind::kNack, "ztunnel refused " + what + ": " + error);
     } catch (const ZdsError& e) {
       if (e.kind() != ZdsError::Kind::kNack) c.dead = true;
       throw;
@@ -84,7 +85,8 @@ struct ZdsServer::Impl {
     try {
       const int version = zds::decode_hello(zds::recv_datagram(fd, deadline()));
       if (version != 1) {
-        throw ZdsError(ZdsError::Kind::kProtocol, "unsupported ZDS version " + std::to_string(version));
+        throw ZdsError(ZdsError::Kind::kProtocol,
+                       "unsupported ZDS version " + std::to_string(version));
       }
       std::unique_lock exclusive(snapshot_mu);
       const auto workloads = snapshot();
@@ -165,7 +167,9 @@ ZdsServer::ZdsServer(Options options, SnapshotFn snapshot, std::shared_ptr<spdlo
   impl_->log = std::move(log);
 }
 
-ZdsServer::~ZdsServer() { stop(); }
+ZdsServer::~ZdsServer() {
+  stop();
+}
 
 void ZdsServer::start() {
   auto& s = *impl_;
@@ -274,6 +278,8 @@ std::size_t ZdsServer::connections() const {
   return n;
 }
 
-std::uint64_t ZdsServer::snapshots_sent() const { return impl_->snapshots; }
+std::uint64_t ZdsServer::snapshots_sent() const {
+  return impl_->snapshots;
+}
 
 }  // namespace ambient::agent

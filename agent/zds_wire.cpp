@@ -17,7 +17,8 @@ namespace pb = istio::workload::zds;
 
 std::string serialize(const pb::WorkloadRequest& r) {
   std::string out;
-  if (!r.SerializeToString(&out)) throw ZdsError(ZdsError::Kind::kProtocol, "cannot encode request");
+  if (!r.SerializeToString(&out))
+    throw ZdsError(ZdsError::Kind::kProtocol, "cannot encode request");
   return out;
 }
 
@@ -32,7 +33,8 @@ void wait_for(int sock, short events, Deadline deadline, const char* what) {
     pollfd p{sock, events, 0};
     const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
     if (rc < 0 && errno == EINTR) continue;
-    if (rc < 0) throw ZdsError(ZdsError::Kind::kDisconnected, std::string("poll: ") + std::strerror(errno));
+    if (rc < 0)
+      throw ZdsError(ZdsError::Kind::kDisconnected, std::string("poll: ") + std::strerror(errno));
     if (rc == 0) continue;
     if (p.revents & (POLLERR | POLLNVAL)) {
       throw ZdsError(ZdsError::Kind::kDisconnected, "connection broken");
@@ -93,8 +95,8 @@ std::string decode_ack(std::string_view bytes) {
 
 void send_datagram(int sock, std::string_view bytes, int pass_fd, Deadline deadline) {
   if (bytes.size() > contract::kZdsMaxMessage) {
-    throw ZdsError(ZdsError::Kind::kProtocol,
-                   "message of " + std::to_string(bytes.size()) + " bytes exceeds the 1024-byte limit");
+    throw ZdsError(ZdsError::Kind::kProtocol, "message of " + std::to_string(bytes.size()) +
+                                                  " bytes exceeds the 1024-byte limit");
   }
   iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr msg{};
@@ -132,7 +134,8 @@ std::string recv_datagram(int sock, Deadline deadline) {
     msg.msg_controllen = sizeof control;
     const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n < 0) throw ZdsError(ZdsError::Kind::kDisconnected, std::string("recv: ") + std::strerror(errno));
+    if (n < 0)
+      throw ZdsError(ZdsError::Kind::kDisconnected, std::string("recv: ") + std::strerror(errno));
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -145,7 +148,8 @@ std::string recv_datagram(int sock, Deadline deadline) {
     }
     if (n == 0) throw ZdsError(ZdsError::Kind::kDisconnected, "ztunnel closed the connection");
     if (msg.msg_flags & MSG_TRUNC) {
-      throw ZdsError(ZdsError::Kind::kProtocol, "message from ztunnel exceeds 1024 bytes (truncated)");
+      throw ZdsError(ZdsError::Kind::kProtocol,
+                     "message from ztunnel exceeds 1024 bytes (truncated)");
     }
     return std::string(buf, static_cast<std::size_t>(n));
   }

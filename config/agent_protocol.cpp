@@ -92,8 +92,12 @@ RedirectSettings redirect_settings_for(const Labels& annotations, bool default_d
 }
 
 nlohmann::json to_json(const PodRecord& r) {
-  return {{"containerID", r.container_id}, {"netns", r.netns},       {"ifname", r.ifname},
-          {"uid", r.uid},                  {"name", r.name},         {"namespace", r.namespace_},
+  return {{"containerID", r.container_id},
+          {"netns", r.netns},
+          {"ifname", r.ifname},
+          {"uid", r.uid},
+          {"name", r.name},
+          {"namespace", r.namespace_},
           {"ips", r.ips}};
 }
 

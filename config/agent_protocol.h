@@ -68,10 +68,18 @@ AgentReply agent_reply_from_json(const nlohmann::json& j);  // throws ConfigErro
 
 // Paths inside the run dir (cni_agent_run_dir / the agent's --run-dir).
 namespace run_dir {
-inline std::string agent_socket(const std::string& dir) { return dir + "/agent.sock"; }
-inline std::string pods_dir(const std::string& dir) { return dir + "/pods"; }
-inline std::string tombstones_dir(const std::string& dir) { return dir + "/tombstones"; }
-inline std::string enrolled_dir(const std::string& dir) { return dir + "/enrolled"; }
+inline std::string agent_socket(const std::string& dir) {
+  return dir + "/agent.sock";
+}
+inline std::string pods_dir(const std::string& dir) {
+  return dir + "/pods";
+}
+inline std::string tombstones_dir(const std::string& dir) {
+  return dir + "/tombstones";
+}
+inline std::string enrolled_dir(const std::string& dir) {
+  return dir + "/enrolled";
+}
 }  // namespace run_dir
 
 // IPs of a CNI result (prevResult), without prefix lengths.

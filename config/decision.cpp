@@ -7,7 +7,9 @@
 namespace ambient::config {
 namespace {
 
-EnrollmentDecision untouched(std::string reason) { return {false, std::move(reason), {}}; }
+EnrollmentDecision untouched(std::string reason) {
+  return {false, std::move(reason), {}};
+}
 
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
@@ -43,8 +45,7 @@ std::optional<EnrollmentDecision> decide_from_names(const EnrollmentPolicy& poli
   if (std::find(excluded.begin(), excluded.end(), pod_namespace) != excluded.end()) {
     return untouched("excluded namespace " + std::string(pod_namespace));
   }
-  if (pod_namespace == policy.pod_namespace &&
-      starts_with(pod_name, policy.daemonset_name + "-")) {
+  if (pod_namespace == policy.pod_namespace && starts_with(pod_name, policy.daemonset_name + "-")) {
     return untouched("ambient-cni node agent pod");
   }
   return std::nullopt;

@@ -11,16 +11,16 @@
 namespace ambient::config {
 
 struct EnablementSelector {
-  LabelSelector pod;        // podSelector; absent = {}
-  LabelSelector namespace_; // namespaceSelector; absent = {}
-  std::string reason;       // what a match is reported as, e.g. "namespace label ambient"
+  LabelSelector pod;         // podSelector; absent = {}
+  LabelSelector namespace_;  // namespaceSelector; absent = {}
+  std::string reason;        // what a match is reported as, e.g. "namespace label ambient"
 };
 
 struct EnrollmentPolicy {
   bool ambient_enabled = true;
   std::vector<std::string> exclude_namespaces{"kube-system"};
   std::vector<EnablementSelector> enablement_selectors = default_selectors();
-  std::string pod_namespace = "istio-system";      // where our node agent runs
+  std::string pod_namespace = "istio-system";       // where our node agent runs
   std::string daemonset_name = "ambient-cni-node";  // our agent pods are named <this>-…
   std::string system_namespace = "istio-system";    // where ztunnel runs
 

@@ -11,7 +11,8 @@ namespace {
   throw ConfigError(ConfigError::Kind::kDecode, where, where + ": " + what);
 }
 
-const nlohmann::json* object_at(const nlohmann::json& j, const char* key, const std::string& where) {
+const nlohmann::json* object_at(const nlohmann::json& j, const char* key,
+                                const std::string& where) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return nullptr;
   if (!it->is_object()) bad(where + "." + key, "must be an object");

@@ -43,8 +43,8 @@ LabelRequirement parse_requirement(const nlohmann::json& j, const std::string& w
       r.values.push_back(string_at((*values)[i], where + ".values[" + std::to_string(i) + "]"));
     }
   }
-  const bool set_op = r.op == LabelRequirement::Operator::kIn ||
-                      r.op == LabelRequirement::Operator::kNotIn;
+  const bool set_op =
+      r.op == LabelRequirement::Operator::kIn || r.op == LabelRequirement::Operator::kNotIn;
   if (set_op && r.values.empty()) invalid(where + ".values", "must not be empty for In/NotIn");
   if (!set_op && !r.values.empty()) {
     invalid(where + ".values", "must be empty for Exists/DoesNotExist");

@@ -62,7 +62,8 @@ std::vector<std::string> get_namespace_list(const nlohmann::json& j, const char*
   std::vector<std::string> out;
   for (std::size_t i = 0; i < v->size(); ++i) {
     const auto& e = (*v)[i];
-    if (!e.is_string()) invalid(std::string(key) + "[" + std::to_string(i) + "]", "must be a string");
+    if (!e.is_string())
+      invalid(std::string(key) + "[" + std::to_string(i) + "]", "must be a string");
     // Istio's values files produce " ns" and "" entries: trim blanks, drop empty entries.
     auto name = trim(e.get<std::string>());
     if (!name.empty() && std::find(out.begin(), out.end(), name) == out.end()) {
@@ -73,8 +74,8 @@ std::vector<std::string> get_namespace_list(const nlohmann::json& j, const char*
 }
 
 std::string get_log_level(const nlohmann::json& j) {
-  static constexpr std::array<std::string_view, 8> kLevels = {
-      "trace", "debug", "info", "warn", "warning", "error", "none", "off"};
+  static constexpr std::array<std::string_view, 8> kLevels = {"trace",   "debug", "info", "warn",
+                                                              "warning", "error", "none", "off"};
   auto level = get_string(j, "plugin_log_level", "info");
   std::transform(level.begin(), level.end(), level.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

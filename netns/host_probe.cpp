@@ -182,10 +182,10 @@ void HostProbeSnat::load_owners_here() {
 // Declarations only (idempotent `add`): elements can be added to a host whose table was
 // flushed; the chain and its rules are repaired by ensure()/reconcile().
 bool HostProbeSnat::run_incremental(const std::string& tx, const std::string& what) {
-  const std::string declare =
-      fmt::format("add table inet {0}\nadd set inet {0} {1} {{ type ipv4_addr; }}\n"
-                  "add set inet {0} {2} {{ type ipv6_addr; }}\n",
-                  c::kNatTable, c::kProbeSetV4, c::kProbeSetV6);
+  const std::string declare = fmt::format(
+      "add table inet {0}\nadd set inet {0} {1} {{ type ipv4_addr; }}\n"
+      "add set inet {0} {2} {{ type ipv6_addr; }}\n",
+      c::kNatTable, c::kProbeSetV4, c::kProbeSetV6);
   const auto r = nft::try_run(declare + tx, nft::Output::Text);
   if (!r.ok) {
     spdlog::info("host probe: {} on the fast path failed ({}); re-reading the host table", what,
@@ -215,7 +215,8 @@ void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>
         }
         tx += add_element({std::string(pod_uid), p.text}, p.v6);
       }
-      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(render_base(config_) + tx, what), true)) {
+      if (attempt == 0 ? run_incremental(tx, what)
+                       : (nft::run(render_base(config_) + tx, what), true)) {
         for (const auto& p : parsed) (*owners_)[p.text] = std::string(pod_uid);
         return;
       }
@@ -246,7 +247,8 @@ void HostProbeSnat::remove(std::string_view pod_uid, const std::vector<std::stri
       if (tx.empty()) return;
       if (attempt == 0 ? run_incremental(tx, what) : (nft::run(tx, what), true)) {
         for (const auto& p : parsed) {
-          if (const auto it = owners_->find(p.text); it != owners_->end() && it->second == pod_uid) {
+          if (const auto it = owners_->find(p.text);
+              it != owners_->end() && it->second == pod_uid) {
             owners_->erase(it);
           }
         }

@@ -77,8 +77,8 @@ int explain(const ExplainOptions& o) {
 
 void add_explain_command(CLI::App& app) {
   auto opts = std::make_shared<ExplainOptions>();
-  auto* cmd = app.add_subcommand(
-      "explain", "Show whether a pod would be enrolled into ambient, and why");
+  auto* cmd =
+      app.add_subcommand("explain", "Show whether a pod would be enrolled into ambient, and why");
   cmd->add_option("--pod", opts->pod_file, "Pod JSON (kubectl get pod -o json)")->required();
   cmd->add_option("--namespace", opts->namespace_file,
                   "Namespace JSON (kubectl get ns -o json); default: an unlabelled namespace");

@@ -105,7 +105,8 @@ void write_atomically(const fs::path& path, const std::string& content) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    throw CniError(cni_code::kIoFailure, "cannot write " + path.string() + ": " + std::strerror(err));
+    throw CniError(cni_code::kIoFailure,
+                   "cannot write " + path.string() + ": " + std::strerror(err));
   }
 }
 

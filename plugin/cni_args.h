@@ -8,9 +8,9 @@
 namespace ambient::plugin {
 
 struct CniArgs {
-  std::string pod_namespace;  // K8S_POD_NAMESPACE
-  std::string pod_name;       // K8S_POD_NAME
-  std::string pod_uid;        // K8S_POD_UID
+  std::string pod_namespace;       // K8S_POD_NAMESPACE
+  std::string pod_name;            // K8S_POD_NAME
+  std::string pod_uid;             // K8S_POD_UID
   std::string infra_container_id;  // K8S_POD_INFRA_CONTAINER_ID
   bool ignore_unknown = false;
   std::map<std::string, std::string> unknown;  // kept for logs; allowed only with IgnoreUnknown

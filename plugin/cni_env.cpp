@@ -29,7 +29,8 @@ void check_container_id(const std::string& id) {
            (!first && (c == '_' || c == '.' || c == '-'));
   };
   for (std::size_t i = 0; i < id.size(); ++i) {
-    if (!ok(id[i], i == 0)) invalid("CNI_CONTAINERID", "\"" + id + "\" is not a valid container id");
+    if (!ok(id[i], i == 0))
+      invalid("CNI_CONTAINERID", "\"" + id + "\" is not a valid container id");
   }
 }
 
@@ -62,12 +63,18 @@ CniEnv CniEnv::from_process() {
 
 const char* verb_name(Verb verb) {
   switch (verb) {
-    case Verb::kAdd: return "ADD";
-    case Verb::kDel: return "DEL";
-    case Verb::kCheck: return "CHECK";
-    case Verb::kVersion: return "VERSION";
-    case Verb::kStatus: return "STATUS";
-    case Verb::kGc: return "GC";
+    case Verb::kAdd:
+      return "ADD";
+    case Verb::kDel:
+      return "DEL";
+    case Verb::kCheck:
+      return "CHECK";
+    case Verb::kVersion:
+      return "VERSION";
+    case Verb::kStatus:
+      return "STATUS";
+    case Verb::kGc:
+      return "GC";
   }
   return "?";
 }

@@ -20,8 +20,8 @@ int main() {
   const std::string input((std::istreambuf_iterator<char>(std::cin)),
                           std::istreambuf_iterator<char>());
   ambient::plugin::PluginDeps deps;
-  deps.log = std::make_shared<spdlog::logger>(
-      "ambient-cni", std::make_shared<spdlog::sinks::stderr_sink_st>());
+  deps.log = std::make_shared<spdlog::logger>("ambient-cni",
+                                              std::make_shared<spdlog::sinks::stderr_sink_st>());
   // UTC: local time would make every exec read /etc/localtime.
   deps.log->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l ambient-cni: %v", spdlog::pattern_time_type::utc);
   const int rc = ambient::plugin::run_plugin(env, input, std::cout, deps);

@@ -73,18 +73,21 @@ void check_netns(const std::string& path) {
   }
 }
 
-void print(std::ostream& out, const nlohmann::json& j) { out << j.dump() << '\n'; }
+void print(std::ostream& out, const nlohmann::json& j) {
+  out << j.dump() << '\n';
+}
 
 void pass_through(const Invocation& in, std::ostream& out) {
   if (in.config.prev_result.is_null()) {
     print(out, {{"cniVersion", in.config.cni_version}});
     return;
   }
-  print(out, convert_result(in.config.prev_result, in.config.cni_version,
-                            in.config.cni_version));
+  print(out, convert_result(in.config.prev_result, in.config.cni_version, in.config.cni_version));
 }
 
-std::string pod_ref(const CniArgs& args) { return args.pod_namespace + "/" + args.pod_name; }
+std::string pod_ref(const CniArgs& args) {
+  return args.pod_namespace + "/" + args.pod_name;
+}
 
 struct Decided {
   config::EnrollmentDecision decision;
@@ -107,9 +110,9 @@ std::optional<Decided> decide(const Invocation& in) {
                   pod_ref(in.args), e.what());
       return std::nullopt;
     }
-    throw CniError(cni_code::kTryAgainLater,
-                   "cannot decide ambient enrolment (failure_policy=closed): " +
-                       std::string(e.what()));
+    throw CniError(
+        cni_code::kTryAgainLater,
+        "cannot decide ambient enrolment (failure_policy=closed): " + std::string(e.what()));
   }
   auto decision = config::decide(policy, meta.pod, meta.ns);
   for (const auto& w : decision.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
@@ -137,8 +140,8 @@ void enroll(const Invocation& in, const Decided& d, const config::PodRecord& rec
   req.op = "add";
   req.pod = record;
   req.service_account = d.meta->pod.service_account;
-  req.redirect = config::redirect_settings_for(d.meta->pod.annotations, in.config.dns_capture,
-                                               in.config.ipv6);
+  req.redirect =
+      config::redirect_settings_for(d.meta->pod.annotations, in.config.dns_capture, in.config.ipv6);
   for (const auto& w : req.redirect.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
   const auto reply = in.deps.agent(in.config)->call(req);
   if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
@@ -194,8 +197,8 @@ void release(const Invocation& in, const config::PodRecord& record) {
 void cmd_del(const Invocation& in) {
   remove_pod_record(in.config.run_dir, in.env.container_id);
   if (!is_kubernetes_pod(in.args)) return;
-  if (const auto early = config::decide_from_names(in.config.policy, in.args.pod_namespace,
-                                                   in.args.pod_name)) {
+  if (const auto early =
+          config::decide_from_names(in.config.policy, in.args.pod_namespace, in.args.pod_name)) {
     return;  // never enrolled: excluded namespace or our own agent
   }
   release(in, pod_record(in, nullptr));
@@ -217,9 +220,9 @@ void cmd_status(const Invocation& in) {
   require_version(in.config, "1.1.0", in.verb);
   struct stat st {};
   if (::stat(in.config.kubeconfig.c_str(), &st) != 0) {
-    throw CniError(cni_code::kStatusPluginNotAvailable,
-                   "kubeconfig " + in.config.kubeconfig + " is not readable: " +
-                       std::strerror(errno));
+    throw CniError(
+        cni_code::kStatusPluginNotAvailable,
+        "kubeconfig " + in.config.kubeconfig + " is not readable: " + std::strerror(errno));
   }
 }
 
@@ -274,8 +277,8 @@ int run_verb(Verb verb, const CniEnv& env, std::string_view stdin_text, std::ost
   log.set_level(spdlog::level::from_str(config.log_level == "none" ? "off" : config.log_level));
   if (!is_supported_version(config.cni_version)) {
     throw CniError(cni_code::kIncompatibleVersion,
-                   "cniVersion \"" + config.cni_version + "\" is not supported (supported: " +
-                       supported_list() + ")");
+                   "cniVersion \"" + config.cni_version +
+                       "\" is not supported (supported: " + supported_list() + ")");
   }
   const auto args = parse_cni_args(env.args);
   const Invocation in{verb, env, config, args, deps, log};

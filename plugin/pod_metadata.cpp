@@ -36,8 +36,8 @@ class ApiMetadataSource final : public PodMetadataSource {
     } catch (const kube::ApiError& e) {
       throw MetadataError("looking up pod " + who + ": " + e.what());
     } catch (const config::ConfigError& e) {
-      throw MetadataError("looking up pod " + who + ": the API returned a malformed object: " +
-                          e.what());
+      throw MetadataError("looking up pod " + who +
+                          ": the API returned a malformed object: " + e.what());
     }
   }
 

@@ -3,8 +3,8 @@
 // GETs), enrolled pod (GETs + agent: rules, host probe, ZDS ack, status patch). Between two
 // enrolled ADDs the pod is DELeted (not timed). Runs the real agent in-process with the API and
 // ztunnel stand-ins; needs root (network namespaces). Prints medians, p99 and ratios.
-#include <sys/mount.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -12,10 +12,10 @@
 #include <iostream>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "agent/agent.h"
 #include "tests/standins/apiserver/apiserver.h"
@@ -65,11 +65,14 @@ json pod(const std::string& ns, const std::string& name, const std::string& uid)
 std::vector<std::string> env_for(const std::string& verb, const std::string& netns,
                                  const std::string& ns, const std::string& name,
                                  const std::string& uid) {
-  return {"CNI_COMMAND=" + verb, "CNI_CONTAINERID=bench-" + name, "CNI_NETNS=" + netns,
+  return {"CNI_COMMAND=" + verb,
+          "CNI_CONTAINERID=bench-" + name,
+          "CNI_NETNS=" + netns,
           "CNI_IFNAME=eth0",
           "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + ns + ";K8S_POD_NAME=" + name +
               ";K8S_POD_UID=" + uid,
-          "CNI_PATH=/opt/cni/bin", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+          "CNI_PATH=/opt/cni/bin",
+          "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
 }
 
 }  // namespace
@@ -91,8 +94,10 @@ int main(int argc, char** argv) {
     PodNetns host(dir / "host"), netns(dir / "pod");
     ambient::testing::ApiServerStandin api;
     api.start();
-    api.put({{"apiVersion", "v1"}, {"kind", "Namespace"},
-             {"metadata", {{"name", "demo"}, {"labels", {{"istio.io/dataplane-mode", "ambient"}}}}}});
+    api.put(
+        {{"apiVersion", "v1"},
+         {"kind", "Namespace"},
+         {"metadata", {{"name", "demo"}, {"labels", {{"istio.io/dataplane-mode", "ambient"}}}}}});
     api.put({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "legacy"}}}});
     api.put(pod("demo", "web", "uid-web"));
     api.put(pod("legacy", "batch", "uid-batch"));
@@ -104,7 +109,8 @@ int main(int argc, char** argv) {
     o.kubeconfig = (dir / "kubeconfig").string();
     o.host_netns = host.path.string();
     o.health_port = o.metrics_port = -1;
-    auto quiet = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
+    auto quiet =
+        std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
     ambient::agent::Agent agent(o, quiet);
     agent.start();
     ambient::standins::ZtunnelStandin ztunnel({o.ztunnel_socket, 100ms, /*run_proxies=*/true});
@@ -115,21 +121,42 @@ int main(int argc, char** argv) {
                        {"interfaces", {{{"name", "eth0"}, {"sandbox", netns.path.string()}}}},
                        {"ips", {{{"address", "10.99.0.5/24"}, {"interface", 0}}}},
                        {"dns", json::object()}};
-    json conf = {{"cniVersion", "1.0.0"}, {"name", "k8s"}, {"type", "ambient-cni"},
-                 {"cni_agent_run_dir", dir.string()}, {"prevResult", prev}};
-    json portmap_conf = {{"cniVersion", "1.0.0"}, {"name", "k8s"}, {"type", "portmap"},
-                         {"capabilities", {{"portMappings", true}}}, {"prevResult", prev}};
+    json conf = {{"cniVersion", "1.0.0"},
+                 {"name", "k8s"},
+                 {"type", "ambient-cni"},
+                 {"cni_agent_run_dir", dir.string()},
+                 {"prevResult", prev}};
+    json portmap_conf = {{"cniVersion", "1.0.0"},
+                         {"name", "k8s"},
+                         {"type", "portmap"},
+                         {"capabilities", {{"portMappings", true}}},
+                         {"prevResult", prev}};
     const std::string ns_path = netns.path.string();
     std::vector<Subject> subjects = {
-        {"Go portmap ADD, no mappings (anchor)", {portmap},
-         env_for("ADD", ns_path, "legacy", "batch", "uid-batch"), portmap_conf.dump(), {}, {}},
-        {"ambient-cni ADD, excluded namespace", {plugin},
-         env_for("ADD", ns_path, "kube-system", "dns", "uid-dns"), conf.dump(), {}, {}},
-        {"ambient-cni ADD, untouched pod (API lookups)", {plugin},
-         env_for("ADD", ns_path, "legacy", "batch", "uid-batch"), conf.dump(), {}, {}},
-        {"ambient-cni ADD, enrolled pod (whole path)", {plugin},
-         env_for("ADD", ns_path, "demo", "web", "uid-web"), conf.dump(),
-         env_for("DEL", ns_path, "demo", "web", "uid-web"), {}},
+        {"Go portmap ADD, no mappings (anchor)",
+         {portmap},
+         env_for("ADD", ns_path, "legacy", "batch", "uid-batch"),
+         portmap_conf.dump(),
+         {},
+         {}},
+        {"ambient-cni ADD, excluded namespace",
+         {plugin},
+         env_for("ADD", ns_path, "kube-system", "dns", "uid-dns"),
+         conf.dump(),
+         {},
+         {}},
+        {"ambient-cni ADD, untouched pod (API lookups)",
+         {plugin},
+         env_for("ADD", ns_path, "legacy", "batch", "uid-batch"),
+         conf.dump(),
+         {},
+         {}},
+        {"ambient-cni ADD, enrolled pod (whole path)",
+         {plugin},
+         env_for("ADD", ns_path, "demo", "web", "uid-web"),
+         conf.dump(),
+         env_for("DEL", ns_path, "demo", "web", "uid-web"),
+         {}},
     };
     for (int i = -3; i < runs && rc == 0; ++i) {  // 3 warm-up rounds
       for (auto& s : subjects) {
@@ -151,8 +178,11 @@ int main(int argc, char** argv) {
         const double med = ambient::testing::median_ms(s.ms);
         const double p99 = ambient::testing::percentile_ms(s.ms, 99);
         std::printf("| %s | %.2f | %.2f | %.2f |\n", s.name.c_str(), med, p99, med / anchor);
-        j.push_back({{"subject", s.name}, {"median_ms", med}, {"p99_ms", p99},
-                     {"ratio_to_portmap", med / anchor}, {"runs", runs}});
+        j.push_back({{"subject", s.name},
+                     {"median_ms", med},
+                     {"p99_ms", p99},
+                     {"ratio_to_portmap", med / anchor},
+                     {"runs", runs}});
       }
       if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << '\n';
     }

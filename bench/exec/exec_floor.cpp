@@ -6,7 +6,8 @@
 
 int main() {
   std::ios::sync_with_stdio(false);
-  const std::string in((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  const std::string in((std::istreambuf_iterator<char>(std::cin)),
+                       std::istreambuf_iterator<char>());
   std::cout << in;
   return 0;
 }

@@ -33,8 +33,12 @@ std::string prev_result() {
 }
 
 std::vector<std::string> cni_env(const std::string& netns, const std::string& args) {
-  return {"CNI_COMMAND=ADD", "CNI_CONTAINERID=bench0001", "CNI_NETNS=" + netns,
-          "CNI_IFNAME=eth0", "CNI_ARGS=" + args, "CNI_PATH=/opt/cni/bin:/usr/lib/cni",
+  return {"CNI_COMMAND=ADD",
+          "CNI_CONTAINERID=bench0001",
+          "CNI_NETNS=" + netns,
+          "CNI_IFNAME=eth0",
+          "CNI_ARGS=" + args,
+          "CNI_PATH=/opt/cni/bin:/usr/lib/cni",
           "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
 }
 
@@ -58,7 +62,8 @@ int main(int argc, char** argv) {
   const std::string args_excluded =
       "IgnoreUnknown=1;K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns-abc;K8S_POD_UID=u1";
   const std::string conf =
-      R"({"cniVersion":"1.0.0","name":"k8s","type":"ambient-cni","prevResult":)" + prev_result() + "}";
+      R"({"cniVersion":"1.0.0","name":"k8s","type":"ambient-cni","prevResult":)" + prev_result() +
+      "}";
   const std::string portmap_conf =
       R"({"cniVersion":"1.0.0","name":"k8s","type":"portmap","capabilities":{"portMappings":true},"prevResult":)" +
       prev_result() + "}";
@@ -66,12 +71,21 @@ int main(int argc, char** argv) {
   std::vector<Subject> subjects = {
       {"exec floor (static C++ echo)", {floor}, cni_env(netns, args_excluded), conf, {}, 0},
       {"ambient-cni ADD, excluded namespace", {plugin}, cni_env(netns, args_excluded), conf, {}, 0},
-      {"Go portmap ADD, no mappings", {portmap}, cni_env(netns, args_excluded), portmap_conf, {}, 0},
+      {"Go portmap ADD, no mappings",
+       {portmap},
+       cni_env(netns, args_excluded),
+       portmap_conf,
+       {},
+       0},
   };
   if (!floor_dynamic.empty()) {
-    subjects.insert(subjects.begin() + 1, Subject{"exec floor, dynamic libc (linked like the plugin)",
-                                                  {floor_dynamic}, cni_env(netns, args_excluded),
-                                                  conf, {}, 0});
+    subjects.insert(subjects.begin() + 1,
+                    Subject{"exec floor, dynamic libc (linked like the plugin)",
+                            {floor_dynamic},
+                            cni_env(netns, args_excluded),
+                            conf,
+                            {},
+                            0});
   }
   for (auto& s : subjects) {  // warm the page cache and check each subject works
     const Execution x = ambient::testing::run(s.argv, s.env, s.input);
@@ -90,15 +104,20 @@ int main(int argc, char** argv) {
 
   const double floor_ms = ambient::testing::median_ms(subjects[0].ms);
   nlohmann::json j = nlohmann::json::array();
-  std::string md = "| subject | median ms | p99 ms | × exec floor | peak RSS KiB |\n|---|---|---|---|---|\n";
+  std::string md =
+      "| subject | median ms | p99 ms | × exec floor | peak RSS KiB |\n|---|---|---|---|---|\n";
   for (const auto& s : subjects) {
     const double med = ambient::testing::median_ms(s.ms);
     const double p99 = ambient::testing::percentile_ms(s.ms, 99);
-    j.push_back({{"subject", s.name}, {"median_ms", med}, {"p99_ms", p99},
-                 {"ratio_to_floor", med / floor_ms}, {"peak_rss_kb", s.peak_rss_kb}, {"runs", runs}});
+    j.push_back({{"subject", s.name},
+                 {"median_ms", med},
+                 {"p99_ms", p99},
+                 {"ratio_to_floor", med / floor_ms},
+                 {"peak_rss_kb", s.peak_rss_kb},
+                 {"runs", runs}});
     char line[256];
-    std::snprintf(line, sizeof line, "| %s | %.2f | %.2f | %.2f | %ld |\n", s.name.c_str(), med, p99,
-                  med / floor_ms, s.peak_rss_kb);
+    std::snprintf(line, sizeof line, "| %s | %.2f | %.2f | %.2f | %ld |\n", s.name.c_str(), med,
+                  p99, med / floor_ms, s.peak_rss_kb);
     md += line;
   }
   std::cout << md;

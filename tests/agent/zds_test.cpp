@@ -34,14 +34,15 @@ std::string bytes(std::initializer_list<int> b) {
 TEST(ZdsWire, AddCarriesUidAndWorkloadInfo) {
   const auto got = zds::encode_add({"u1", "web", "demo", "sa", 7});
   // WorkloadRequest.add (1) { uid (1) "u1", workload_info (2) { name (1), namespace (2), sa (3) } }
-  const auto want = bytes({0x0a, 0x15, 0x0a, 0x02, 'u', '1', 0x12, 0x0f, 0x0a, 0x03, 'w', 'e', 'b',
-                           0x12, 0x04, 'd', 'e', 'm', 'o', 0x1a, 0x02, 's', 'a'});
+  const auto want = bytes({0x0a, 0x15, 0x0a, 0x02, 'u', '1', 0x12, 0x0f, 0x0a, 0x03, 'w', 'e',
+                           'b',  0x12, 0x04, 'd',  'e', 'm', 'o',  0x1a, 0x02, 's',  'a'});
   EXPECT_EQ(got, want);
 }
 
 TEST(ZdsWire, WorkloadInfoIsSentEvenWhenEmpty) {
   // ztunnel >= 1.24 stops handling pods after an add without workload_info.
-  EXPECT_EQ(zds::encode_add({"u", "", "", "", 3}), bytes({0x0a, 0x05, 0x0a, 0x01, 'u', 0x12, 0x00}));
+  EXPECT_EQ(zds::encode_add({"u", "", "", "", 3}),
+            bytes({0x0a, 0x05, 0x0a, 0x01, 'u', 0x12, 0x00}));
 }
 
 TEST(ZdsWire, DelUsesFieldTwoKeepFiveSnapshotThree) {
@@ -94,7 +95,9 @@ class RawClient {
   }
   ~RawClient() { ::close(fd_); }
   bool connected() const { return connected_; }
-  void send(const std::string& b) { ASSERT_EQ(::send(fd_, b.data(), b.size(), 0), (ssize_t)b.size()); }
+  void send(const std::string& b) {
+    ASSERT_EQ(::send(fd_, b.data(), b.size(), 0), (ssize_t)b.size());
+  }
   // Returns the datagram and how many fds came with it.
   std::pair<std::string, int> recv() {
     char buf[1024];
@@ -128,8 +131,9 @@ class RawClient {
 class ZdsServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("zds-test-" + std::to_string(::getpid()) + "-" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("zds-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
     pipe_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // any fd stands in for a netns here
   }
@@ -192,7 +196,9 @@ TEST_F(ZdsServerTest, AddGoesToTheNewestDelToAll) {
   new_z.ack();
   ASSERT_TRUE(wait_connections(2));
 
-  auto added = std::async(std::launch::async, [&] { server_->add({"p", "web", "demo", "sa", pipe_fd_}); });
+  auto added = std::async(std::launch::async, [&] {
+    server_->add({"p", "web", "demo", "sa", pipe_fd_});
+  });
   auto [msg, fds] = new_z.recv();
   EXPECT_EQ(msg, zds::encode_add({"p", "web", "demo", "sa", -1}));
   EXPECT_EQ(fds, 1);
@@ -214,7 +220,9 @@ TEST_F(ZdsServerTest, NackIsReportedWithZtunnelsText) {
   c.recv();
   c.ack();
   ASSERT_TRUE(wait_connections(1));
-  auto added = std::async(std::launch::async, [&] { server_->add({"p", "n", "ns", "sa", pipe_fd_}); });
+  auto added = std::async(std::launch::async, [&] {
+    server_->add({"p", "n", "ns", "sa", pipe_fd_});
+  });
   c.recv();
   c.send(bytes({0x0a, 0x06, 0x0a, 0x04, 'n', 'o', 'p', 'e'}));
   try {
@@ -278,7 +286,7 @@ TEST_F(ZdsServerTest, DeadConnectionNeverBlocksTheOthers) {
 TEST_F(ZdsServerTest, RejectsAWrongHello) {
   start({});
   RawClient c(socket());
-  c.send(bytes({0x08, 0x02}));  // version 2 does not exist
+  c.send(bytes({0x08, 0x02}));    // version 2 does not exist
   EXPECT_EQ(c.recv().first, "");  // closed without a snapshot
   EXPECT_EQ(server_->connections(), 0u);
 }

@@ -52,7 +52,8 @@ json prev_result(const std::string& version) {
 }
 
 json namespace_object(const std::string& name, json labels = json::object()) {
-  return {{"apiVersion", "v1"}, {"kind", "Namespace"},
+  return {{"apiVersion", "v1"},
+          {"kind", "Namespace"},
           {"metadata", {{"name", name}, {"labels", std::move(labels)}}}};
 }
 
@@ -101,7 +102,8 @@ class PluginBinary : public ::testing::TestWithParam<std::string> {
     api_->put(pod_object("demo", "opted-out", {{"istio.io/dataplane-mode", "none"}}));
     api_->put(pod_object("legacy", "batch"));
     api_->put(pod_object("legacy", "api", {{"istio.io/dataplane-mode", "ambient"}}));
-    run_dir_ = new fs::path(fs::path(::testing::TempDir()) / ("ambient-bb-" + std::to_string(::getpid())));
+    run_dir_ =
+        new fs::path(fs::path(::testing::TempDir()) / ("ambient-bb-" + std::to_string(::getpid())));
     fs::create_directories(*run_dir_);
     api_->write_kubeconfig(*run_dir_ / "kubeconfig");
   }
@@ -119,12 +121,9 @@ class PluginBinary : public ::testing::TestWithParam<std::string> {
   }
 
   json conf(json extra = json::object()) const {
-    json c = {{"cniVersion", GetParam()},
-              {"name", "k8s-pod-network"},
-              {"type", "ambient-cni"},
-              {"cni_agent_run_dir", run_dir_->string()},
-              {"api_timeout_ms", 1500},
-              {"prevResult", prev_result(GetParam())}};
+    json c = {{"cniVersion", GetParam()}, {"name", "k8s-pod-network"},
+              {"type", "ambient-cni"},    {"cni_agent_run_dir", run_dir_->string()},
+              {"api_timeout_ms", 1500},   {"prevResult", prev_result(GetParam())}};
     c.update(extra);
     return c;
   }
@@ -255,7 +254,7 @@ TEST_P(PluginBinary, WrongTokenIs401) {
   const auto kubeconfig = *run_dir_ / "kubeconfig-bad-token";
   const auto token = *run_dir_ / "bad-token";
   api_->write_kubeconfig(kubeconfig, token);  // writes the real token into the file…
-  std::ofstream(token) << "not-the-token";     // …which then rotates to a wrong one
+  std::ofstream(token) << "not-the-token";    // …which then rotates to a wrong one
   expect_error(add("legacy", "batch", conf({{"kubeconfig", kubeconfig.string()}})), 11, "401");
 }
 
@@ -264,9 +263,9 @@ TEST_P(PluginBinary, DelAlwaysSucceeds) {
   api_->add_fault(fault([](ApiFault& f) { f.drop = true; }));
   auto bare = conf();
   bare.erase("prevResult");
-  for (const auto& [netns, c] : {std::pair{netns_->path(), conf()}, std::pair{std::string(), bare},
-                                 std::pair{std::string(), bare},
-                                 std::pair{std::string("/var/run/netns/gone"), bare}}) {
+  for (const auto& [netns, c] :
+       {std::pair{netns_->path(), conf()}, std::pair{std::string(), bare},
+        std::pair{std::string(), bare}, std::pair{std::string("/var/run/netns/gone"), bare}}) {
     const auto x = run(env("DEL", "demo", "web", netns), c.dump());
     EXPECT_EQ(x.exit_code, 0) << x.out << x.err;
     EXPECT_EQ(x.out, "");
@@ -303,7 +302,8 @@ TEST_P(PluginBinary, StatusAndGcNeed110) {
 }
 
 TEST_P(PluginBinary, MalformedInput) {
-  expect_error(run(env("ADD", "demo", "web", netns_->path()), "{\"cniVersion\":"), 6, "not valid JSON");
+  expect_error(run(env("ADD", "demo", "web", netns_->path()), "{\"cniVersion\":"), 6,
+               "not valid JSON");
   expect_error(add("demo", "web", conf({{"exclude_namespaces", 1}})), 7, "exclude_namespaces");
   expect_error(add("demo", "web", conf({{"cniVersion", "0.2.0"}})), 1, "0.2.0");
   auto e = env("ADD", "demo", "web", netns_->path());
@@ -329,7 +329,8 @@ TEST_P(PluginBinary, AboutTextWithoutCommand) {
 TEST_P(PluginBinary, ConcurrentAddsAllSucceed) {
   std::vector<std::future<testing::Execution>> runs;
   for (int i = 0; i < 16; ++i) {
-    runs.push_back(std::async(std::launch::async, [this] { return add("legacy", "batch", conf()); }));
+    runs.push_back(
+        std::async(std::launch::async, [this] { return add("legacy", "batch", conf()); }));
   }
   for (auto& r : runs) {
     const auto x = r.get();

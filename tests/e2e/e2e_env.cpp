@@ -29,11 +29,14 @@ json pod_object(const Pod& p, json labels, bool running) {
 }
 
 json ns_object(const std::string& name, json labels) {
-  return {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}, {"labels", labels}}}};
+  return {{"apiVersion", "v1"},
+          {"kind", "Namespace"},
+          {"metadata", {{"name", name}, {"labels", labels}}}};
 }
 
 Env::Env(const std::string& test_name, const std::string& host_netns)
-    : run_dir_(fs::temp_directory_path() / ("ambient-e2e-" + std::to_string(::getpid()) + "-" + test_name)),
+    : run_dir_(fs::temp_directory_path() /
+               ("ambient-e2e-" + std::to_string(::getpid()) + "-" + test_name)),
       host_netns_(host_netns) {
   fs::remove_all(run_dir_);
   fs::create_directories(run_dir_);
@@ -64,7 +67,8 @@ agent::AgentOptions Env::agent_options() const {
 
 void Env::start_agent(agent::AgentOptions options) {
   auto log = std::make_shared<spdlog::logger>(
-      "agent", std::make_shared<spdlog::sinks::basic_file_sink_mt>((run_dir_ / "agent.log").string()));
+      "agent",
+      std::make_shared<spdlog::sinks::basic_file_sink_mt>((run_dir_ / "agent.log").string()));
   log->flush_on(spdlog::level::info);
   log->set_level(spdlog::level::debug);
   agent_ = std::make_unique<agent::Agent>(std::move(options), log);
@@ -103,20 +107,21 @@ testing::Execution Env::cni(const char* verb, const Pod& p, bool with_prev,
                             const std::string& netns) const {
   auto c = conf();
   if (with_prev) c["prevResult"] = prev_result(p);
-  const std::vector<std::string> env = {
-      std::string("CNI_COMMAND=") + verb,
-      "CNI_CONTAINERID=" + p.container,
-      "CNI_NETNS=" + (netns == "-" ? p.netns : netns),
-      "CNI_IFNAME=eth0",
-      "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + p.ns + ";K8S_POD_NAME=" + p.name +
-          ";K8S_POD_UID=" + p.uid + ";K8S_POD_INFRA_CONTAINER_ID=" + p.container,
-      "CNI_PATH=/opt/cni/bin",
-      "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  const std::vector<std::string> env = {std::string("CNI_COMMAND=") + verb,
+                                        "CNI_CONTAINERID=" + p.container,
+                                        "CNI_NETNS=" + (netns == "-" ? p.netns : netns),
+                                        "CNI_IFNAME=eth0",
+                                        "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + p.ns +
+                                            ";K8S_POD_NAME=" + p.name + ";K8S_POD_UID=" + p.uid +
+                                            ";K8S_POD_INFRA_CONTAINER_ID=" + p.container,
+                                        "CNI_PATH=/opt/cni/bin",
+                                        "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   return testing::run({AMBIENT_PLUGIN_BIN}, env, c.dump(), 30s);
 }
 
 testing::Execution Env::kubectl(const std::vector<std::string>& args) const {
-  std::vector<std::string> argv = {"/usr/bin/kubectl", "--kubeconfig", (run_dir_ / "kubeconfig").string()};
+  std::vector<std::string> argv = {"/usr/bin/kubectl", "--kubeconfig",
+                                   (run_dir_ / "kubeconfig").string()};
   argv.insert(argv.end(), args.begin(), args.end());
   return testing::run(argv, {"PATH=/usr/bin:/bin", "HOME=" + run_dir_.string()}, "", 30s);
 }

@@ -23,8 +23,7 @@ struct Pod {
 
 nlohmann::json pod_object(const Pod& p, nlohmann::json labels = nlohmann::json::object(),
                           bool running = false);
-nlohmann::json ns_object(const std::string& name,
-                         nlohmann::json labels = nlohmann::json::object());
+nlohmann::json ns_object(const std::string& name, nlohmann::json labels = nlohmann::json::object());
 
 class Env {
  public:

@@ -22,20 +22,22 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using nlohmann::json;
 using e2e::Pod;
+using nlohmann::json;
 
 class Enrolment : public ::testing::Test {
  protected:
   void SetUp() override {
     testbed::sweep_leftover_namespaces();
     topo_ = std::make_unique<testbed::Topology>(/*with_vm=*/true);
-    env_ = std::make_unique<e2e::Env>(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name(),
-        testbed::Topology::path(topo_->host()));
+    env_ =
+        std::make_unique<e2e::Env>(::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                                   testbed::Topology::path(topo_->host()));
     run_dir_ = env_->run_dir();
-    a_ = {"demo", "a", "uid-a", testbed::Topology::path(topo_->pod()), "10.199.1.2", "fd00:199:1::2", "ca0a"};
-    b_ = {"demo", "b", "uid-b", testbed::Topology::path(topo_->remote()), "10.199.2.2", "fd00:199:2::2", "ca0b"};
+    a_ = {"demo",          "a",   "uid-a", testbed::Topology::path(topo_->pod()), "10.199.1.2",
+          "fd00:199:1::2", "ca0a"};
+    b_ = {"demo",          "b",   "uid-b", testbed::Topology::path(topo_->remote()), "10.199.2.2",
+          "fd00:199:2::2", "ca0b"};
     c_ = {"legacy", "c", "uid-c", testbed::Topology::path(topo_->vm()), "10.199.3.2", "", "ca0c"};
     auto& api = env_->api();
     api.put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
@@ -209,8 +211,13 @@ TEST_F(Enrolment, AgentKilledAndRestartedKeepsEveryPod) {
     const std::string name = topo_->host() + "-x" + std::to_string(i);
     testbed::must("ip netns add " + name);
     extra.push_back(name);
-    Pod p{"demo", "x" + std::to_string(i), "uid-x" + std::to_string(i), testbed::Topology::path(name),
-          "10.199.50." + std::to_string(i + 1), "", "cx" + std::to_string(i)};
+    Pod p{"demo",
+          "x" + std::to_string(i),
+          "uid-x" + std::to_string(i),
+          testbed::Topology::path(name),
+          "10.199.50." + std::to_string(i + 1),
+          "",
+          "cx" + std::to_string(i)};
     env_->api().put(e2e::pod_object(p));
     pods.push_back(p);
   }
@@ -218,13 +225,13 @@ TEST_F(Enrolment, AgentKilledAndRestartedKeepsEveryPod) {
     for (const auto& n : extra) testbed::sh("ip netns del " + n);
   };
   const auto o = agent_options();
-  const std::vector<std::string> argv = {AMBIENT_NODE_BIN, "agent",
-                                         "--run-dir", o.run_dir,
+  const std::vector<std::string> argv = {AMBIENT_NODE_BIN,   "agent",
+                                         "--run-dir",        o.run_dir,
                                          "--ztunnel-socket", o.ztunnel_socket,
-                                         "--kubeconfig", o.kubeconfig,
-                                         "--host-netns", o.host_netns,
-                                         "--health-port", "-1",
-                                         "--metrics-port", "-1"};
+                                         "--kubeconfig",     o.kubeconfig,
+                                         "--host-netns",     o.host_netns,
+                                         "--health-port",    "-1",
+                                         "--metrics-port",   "-1"};
   const auto log = (run_dir_ / "agent-process.log").string();
   auto agent = std::make_unique<testing::BackgroundProcess>(argv, log);
   for (const auto& p : pods) {

@@ -21,8 +21,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using nlohmann::json;
 using e2e::Pod;
+using nlohmann::json;
 
 template <class F>
 bool eventually(F&& condition, std::chrono::milliseconds timeout = 15s) {
@@ -39,10 +39,12 @@ class LiveEnrolment : public ::testing::Test {
   void SetUp() override {
     testbed::sweep_leftover_namespaces();
     topo_ = std::make_unique<testbed::Topology>();
-    env_ = std::make_unique<e2e::Env>(::testing::UnitTest::GetInstance()->current_test_info()->name(),
-                                      testbed::Topology::path(topo_->host()));
+    env_ =
+        std::make_unique<e2e::Env>(::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                                   testbed::Topology::path(topo_->host()));
     // P is a demo pod with a real network, for traffic checks.
-    web_ = {"demo", "web", "uid-web", testbed::Topology::path(topo_->pod()), "10.199.1.2", "", "cweb"};
+    web_ = {"demo",       "web", "uid-web", testbed::Topology::path(topo_->pod()),
+            "10.199.1.2", "",    "cweb"};
     auto& api = env_->api();
     api.put(e2e::ns_object("demo"));
     api.put(e2e::ns_object("legacy"));
@@ -64,8 +66,13 @@ class LiveEnrolment : public ::testing::Test {
     testbed::must("ip -n " + netns_name + " link set lo up");
     extra_.push_back(netns_name);
     const int n = static_cast<int>(extra_.size());
-    Pod p{ns, name, "uid-" + name, testbed::Topology::path(netns_name),
-          "10.198." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1), "", "c-" + name};
+    Pod p{ns,
+          name,
+          "uid-" + name,
+          testbed::Topology::path(netns_name),
+          "10.198." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1),
+          "",
+          "c-" + name};
     env_->api().put(e2e::pod_object(p, std::move(labels), /*running=*/true));
     if (add) {
       const auto x = env_->cni("ADD", p);
@@ -190,12 +197,16 @@ TEST_F(LiveEnrolment, DriftIsRepairedWithinOneInterval) {
   EXPECT_TRUE(eventually([&] { return e2e::Env::rules(p) == netns::RedirectStatus::Current; }, 5s));
   // The host probe SNAT too (Istio never re-checked it, its issue 60607).
   testbed::must("ip netns exec " + topo_->host() + " nft flush table inet istio-ambient-nat");
-  EXPECT_TRUE(eventually([&] {
-    return testbed::sh("ip netns exec " + topo_->host() + " nft list chain inet istio-ambient-nat postrouting")
-               .out.find("snat") != std::string::npos;
-  }, 5s));
-  EXPECT_NE(env_->agent().metrics().render().find("ambient_cni_repairs_total{what=\"inpod_rules\"}"),
-            std::string::npos);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return testbed::sh("ip netns exec " + topo_->host() +
+                           " nft list chain inet istio-ambient-nat postrouting")
+                   .out.find("snat") != std::string::npos;
+      },
+      5s));
+  EXPECT_NE(
+      env_->agent().metrics().render().find("ambient_cni_repairs_total{what=\"inpod_rules\"}"),
+      std::string::npos);
 }
 
 // A "pause" process in the pod's netns and in a cgroup named by the pod UID, as the kubelet's
@@ -203,7 +214,8 @@ TEST_F(LiveEnrolment, DriftIsRepairedWithinOneInterval) {
 class PauseProcess {
  public:
   PauseProcess(const std::string& netns_name, const std::string& uid, const std::string& sandbox) {
-    dir_ = "/sys/fs/cgroup/pids/ambient-e2e-" + std::to_string(::getpid()) + "/kubepods/pod" + uid + "/" + sandbox;
+    dir_ = "/sys/fs/cgroup/pids/ambient-e2e-" + std::to_string(::getpid()) + "/kubepods/pod" + uid +
+           "/" + sandbox;
     fs::create_directories(dir_);
     proc_ = std::make_unique<testing::BackgroundProcess>(
         std::vector<std::string>{"/usr/bin/ip", "netns", "exec", netns_name, "/bin/sleep", "600"},
@@ -222,14 +234,15 @@ class PauseProcess {
 };
 
 TEST_F(LiveEnrolment, PodsStartedWhileNoAgentRanAreEnrolledBeforeReady) {
-  if (!fs::exists("/sys/fs/cgroup/pids/cgroup.procs")) GTEST_SKIP() << "no cgroup v1 pids hierarchy";
+  if (!fs::exists("/sys/fs/cgroup/pids/cgroup.procs"))
+    GTEST_SKIP() << "no cgroup v1 pids hierarchy";
   env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
   std::vector<Pod> pods;
   std::vector<std::unique_ptr<PauseProcess>> pauses;
   for (int i = 0; i < 3; ++i) {
     pods.push_back(make_pod("demo", "boot" + std::to_string(i), json::object(), /*add=*/false));
-    pauses.push_back(std::make_unique<PauseProcess>(fs::path(pods.back().netns).filename(),
-                                                    pods.back().uid, "sandbox" + std::to_string(i)));
+    pauses.push_back(std::make_unique<PauseProcess>(
+        fs::path(pods.back().netns).filename(), pods.back().uid, "sandbox" + std::to_string(i)));
   }
   env_->start_agent();
   ASSERT_TRUE(env_->agent().wait_ready(20s));

@@ -161,12 +161,15 @@ int BackgroundProcess::stop(int sig, std::chrono::milliseconds timeout) {
   return -1;
 }
 
-double median_ms(std::vector<double> samples) { return percentile_ms(std::move(samples), 50); }
+double median_ms(std::vector<double> samples) {
+  return percentile_ms(std::move(samples), 50);
+}
 
 double percentile_ms(std::vector<double> samples, double p) {
   if (samples.empty()) return 0;
   std::sort(samples.begin(), samples.end());
-  const auto idx = static_cast<std::size_t>((p / 100.0) * static_cast<double>(samples.size() - 1) + 0.5);
+  const auto idx =
+      static_cast<std::size_t>((p / 100.0) * static_cast<double>(samples.size() - 1) + 0.5);
   return samples[std::min(idx, samples.size() - 1)];
 }
 

@@ -27,7 +27,8 @@ TEST(RedirectSettings, DefaultsAndAnnotations) {
   ASSERT_EQ(s.warnings.size(), 1u);
   EXPECT_NE(s.warnings[0].find("dns-capture"), std::string::npos);
   for (const char* t : {"1", "t", "True"}) {
-    EXPECT_TRUE(redirect_settings_for({{"ambient.istio.io/dns-capture", t}}, false, true).dns_capture);
+    EXPECT_TRUE(
+        redirect_settings_for({{"ambient.istio.io/dns-capture", t}}, false, true).dns_capture);
   }
 }
 
@@ -54,7 +55,8 @@ TEST(AgentProtocol, ReplyRoundTripAndErrors) {
   EXPECT_EQ(back.details, "nack: boom");
   EXPECT_TRUE(agent_reply_from_json(to_json(AgentReply{true, 0, "", ""})).ok);
   EXPECT_THROW(agent_reply_from_json(nlohmann::json::parse(R"({"ok":false})")), ConfigError);
-  EXPECT_THROW(agent_request_from_json(nlohmann::json::parse(R"({"op":"explode","pod":{}})")), ConfigError);
+  EXPECT_THROW(agent_request_from_json(nlohmann::json::parse(R"({"op":"explode","pod":{}})")),
+               ConfigError);
   EXPECT_THROW(agent_request_from_json(nlohmann::json::parse(R"({"op":"add"})")), ConfigError);
 }
 

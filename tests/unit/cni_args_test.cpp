@@ -7,10 +7,12 @@ namespace ambient::plugin {
 namespace {
 
 TEST(CniArgs, ContainerdStyleInAnyOrder) {
-  for (const char* text :
-       {"IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u1",
-        "K8S_POD_UID=u1;K8S_POD_NAME=web;IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_NAMESPACE=demo",
-        "K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_NAMESPACE=demo;K8S_POD_UID=u1;K8S_POD_NAME=web;IgnoreUnknown=1"}) {
+  for (const char* text : {"IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web;K8S_POD_INFRA_"
+                           "CONTAINER_ID=abc;K8S_POD_UID=u1",
+                           "K8S_POD_UID=u1;K8S_POD_NAME=web;IgnoreUnknown=1;K8S_POD_INFRA_"
+                           "CONTAINER_ID=abc;K8S_POD_NAMESPACE=demo",
+                           "K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_NAMESPACE=demo;K8S_POD_UID=u1;"
+                           "K8S_POD_NAME=web;IgnoreUnknown=1"}) {
     const auto a = parse_cni_args(text);
     EXPECT_EQ(a.pod_namespace, "demo") << text;
     EXPECT_EQ(a.pod_name, "web");
@@ -21,7 +23,8 @@ TEST(CniArgs, ContainerdStyleInAnyOrder) {
 }
 
 TEST(CniArgs, PodmanDuplicatesLastWins) {
-  const auto a = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=c1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web");
+  const auto a =
+      parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=c1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web");
   EXPECT_EQ(a.pod_name, "web");
 }
 

@@ -29,7 +29,9 @@ PodInfo pod(std::string ns, std::string name, Labels labels = {}, Labels annotat
   return p;
 }
 
-NamespaceInfo ns(std::string name, Labels labels = {}) { return {std::move(name), std::move(labels), {}}; }
+NamespaceInfo ns(std::string name, Labels labels = {}) {
+  return {std::move(name), std::move(labels), {}};
+}
 
 const Labels kAmbient{{"istio.io/dataplane-mode", "ambient"}};
 const Labels kNone{{"istio.io/dataplane-mode", "none"}};
@@ -77,10 +79,10 @@ INSTANTIATE_TEST_SUITE_P(
         Row{"namespace_none", pod("legacy", "w"), ns("legacy", kNone), false,
             "namespace label none"},
         Row{"unknown_pod_value_capitalised_ns_decides",
-            pod("demo", "w", {{"istio.io/dataplane-mode", "Ambient"}}), ns("demo", kAmbient),
-            true, "namespace label ambient", 1},
-        Row{"unknown_pod_value_plain_ns",
-            pod("legacy", "w", {{"istio.io/dataplane-mode", "foo"}}), ns("legacy"), false,
+            pod("demo", "w", {{"istio.io/dataplane-mode", "Ambient"}}), ns("demo", kAmbient), true,
+            "namespace label ambient", 1},
+        Row{"unknown_pod_value_plain_ns", pod("legacy", "w", {{"istio.io/dataplane-mode", "foo"}}),
+            ns("legacy"), false,
             "no enablement selector matched (pod and namespace not labelled ambient)", 1},
         Row{"unknown_namespace_value", pod("demo", "w"),
             ns("demo", {{"istio.io/dataplane-mode", "AMBIENT"}}), false,
@@ -127,7 +129,8 @@ TEST(Decision, CustomSelectorsFromConfig) {
   const auto yes = decide(cfg.policy, pod("x", "p", {{"team", "b"}}), ns("x", {{"mesh", "yes"}}));
   EXPECT_TRUE(yes.enroll);
   EXPECT_EQ(yes.reason, "enablement selector 0 (pod: team in (a,b); namespace: mesh=yes)");
-  EXPECT_FALSE(decide(cfg.policy, pod("x", "p", {{"team", "c"}}), ns("x", {{"mesh", "yes"}})).enroll);
+  EXPECT_FALSE(
+      decide(cfg.policy, pod("x", "p", {{"team", "c"}}), ns("x", {{"mesh", "yes"}})).enroll);
   EXPECT_FALSE(decide(cfg.policy, pod("x", "p", {{"team", "a"}}), ns("x")).enroll);
   // The default ambient label no longer counts once selectors are replaced.
   EXPECT_FALSE(decide(cfg.policy, pod("x", "p", kAmbient), ns("x", kAmbient)).enroll);

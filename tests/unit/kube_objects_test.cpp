@@ -64,11 +64,13 @@ TEST_P(BadObjects, NameTheField) {
 INSTANTIATE_TEST_SUITE_P(
     Fields, BadObjects,
     ::testing::Values(
-        std::pair{"[]", "Pod"}, std::pair{R"({"kind":"Namespace","metadata":{"name":"x"}})", "Pod.kind"},
+        std::pair{"[]", "Pod"},
+        std::pair{R"({"kind":"Namespace","metadata":{"name":"x"}})", "Pod.kind"},
         std::pair{R"({"metadata":{}})", "Pod.metadata.name"},
         std::pair{R"({"metadata":"x"})", "Pod.metadata"},
         std::pair{R"({"metadata":{"name":"p","labels":{"a":1}}})", "Pod.metadata.labels.a"},
-        std::pair{R"({"metadata":{"name":"p"},"spec":{"hostNetwork":"yes"}})", "Pod.spec.hostNetwork"},
+        std::pair{R"({"metadata":{"name":"p"},"spec":{"hostNetwork":"yes"}})",
+                  "Pod.spec.hostNetwork"},
         std::pair{R"({"metadata":{"name":"p"},"status":{"podIPs":[3]}})", "Pod.status.podIPs[0]"},
         std::pair{R"({"kind":"Namespace","metadata":{"labels":{}}})", "Namespace.metadata.name"},
         std::pair{R"({"kind":"Namespace","metadata":{"name":"n","annotations":[]}})",

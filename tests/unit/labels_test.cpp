@@ -8,7 +8,9 @@
 namespace ambient::config {
 namespace {
 
-LabelSelector sel(const char* json) { return LabelSelector::parse(nlohmann::json::parse(json), "s"); }
+LabelSelector sel(const char* json) {
+  return LabelSelector::parse(nlohmann::json::parse(json), "s");
+}
 
 TEST(LabelSelector, EmptyMatchesEverything) {
   EXPECT_TRUE(sel("{}").matches({}));
@@ -29,7 +31,8 @@ TEST(LabelSelector, Operators) {
   EXPECT_FALSE(in.matches({{"k", "z"}}));
   EXPECT_FALSE(in.matches({}));
 
-  const auto not_in = sel(R"({"matchExpressions":[{"key":"k","operator":"NotIn","values":["x"]}]})");
+  const auto not_in =
+      sel(R"({"matchExpressions":[{"key":"k","operator":"NotIn","values":["x"]}]})");
   EXPECT_TRUE(not_in.matches({{"k", "y"}}));
   EXPECT_TRUE(not_in.matches({}));  // absent key matches NotIn, as in Kubernetes
   EXPECT_FALSE(not_in.matches({{"k", "x"}}));

@@ -56,7 +56,8 @@ TEST(PluginConfig, OurKeys) {
 }
 
 TEST(PluginConfig, UnknownKeysAreIgnored) {
-  EXPECT_NO_THROW(parse_plugin_config(R"({"cniVersion":"1.0.0","capabilities":{"x":true},"zzz":[1]})"));
+  EXPECT_NO_THROW(
+      parse_plugin_config(R"({"cniVersion":"1.0.0","capabilities":{"x":true},"zzz":[1]})"));
 }
 
 TEST(PluginConfig, NotJsonIsADecodeError) {
@@ -93,12 +94,14 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadKey{R"({})", "cniVersion"}, BadKey{R"({"cniVersion":1})", "cniVersion"},
         BadKey{R"({"cniVersion":"1.0.0","name":7})", "name"},
-        BadKey{R"({"cniVersion":"1.0.0","exclude_namespaces":"kube-system"})", "exclude_namespaces"},
+        BadKey{R"({"cniVersion":"1.0.0","exclude_namespaces":"kube-system"})",
+               "exclude_namespaces"},
         BadKey{R"({"cniVersion":"1.0.0","exclude_namespaces":["a",3]})", "exclude_namespaces[1]"},
         BadKey{R"({"cniVersion":"1.0.0","enablement_selectors":{}})", "enablement_selectors"},
         BadKey{R"({"cniVersion":"1.0.0","enablement_selectors":[1]})", "enablement_selectors[0]"},
-        BadKey{R"({"cniVersion":"1.0.0","enablement_selectors":[{"podSelector":{"matchLabels":{"a":false}}}]})",
-               "enablement_selectors[0].podSelector.matchLabels.a"},
+        BadKey{
+            R"({"cniVersion":"1.0.0","enablement_selectors":[{"podSelector":{"matchLabels":{"a":false}}}]})",
+            "enablement_selectors[0].podSelector.matchLabels.a"},
         BadKey{R"({"cniVersion":"1.0.0","cni_agent_run_dir":"relative"})", "cni_agent_run_dir"},
         BadKey{R"({"cniVersion":"1.0.0","cni_agent_run_dir":""})", "cni_agent_run_dir"},
         BadKey{R"({"cniVersion":"1.0.0","plugin_log_level":"loud"})", "plugin_log_level"},

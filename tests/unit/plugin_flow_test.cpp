@@ -55,7 +55,8 @@ class ScriptedAgent : public AgentClient {
  public:
   explicit ScriptedAgent(AgentScript& s) : s_(s) {}
   config::AgentReply call(const config::AgentRequest& r) override {
-    if (!s_.reachable) throw CniError(11, "node agent unavailable: /run/x/agent.sock: No such file");
+    if (!s_.reachable)
+      throw CniError(11, "node agent unavailable: /run/x/agent.sock: No such file");
     s_.requests.push_back(r);
     return s_.reply;
   }
@@ -100,7 +101,9 @@ class PluginFlow : public ::testing::Test {
   json output() const { return json::parse(out_.str()); }
 
   json conf(const char* version = "1.0.0") {
-    return {{"cniVersion", version}, {"name", "k8s"}, {"type", "ambient-cni"},
+    return {{"cniVersion", version},
+            {"name", "k8s"},
+            {"type", "ambient-cni"},
             {"cni_agent_run_dir", run_dir_},
             {"prevResult",
              {{"cniVersion", version},
@@ -268,8 +271,7 @@ TEST_F(PluginFlow, VersionReportsEverySupportedVersion) {
   e.command_set = true;
   EXPECT_EQ(run(e, json{{"cniVersion", "0.4.0"}}), 0);
   EXPECT_EQ(output()["cniVersion"], "0.4.0");
-  EXPECT_EQ(output()["supportedVersions"],
-            (json{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
+  EXPECT_EQ(output()["supportedVersions"], (json{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
 }
 
 TEST_F(PluginFlow, VersionGates) {

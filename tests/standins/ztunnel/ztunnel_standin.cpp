@@ -167,8 +167,10 @@ struct ZtunnelStandin::Impl {
       }
     }
     notify();
-    if (!error.empty()) resp.mutable_ack()->set_error(error);
-    else resp.mutable_ack();
+    if (!error.empty())
+      resp.mutable_ack()->set_error(error);
+    else
+      resp.mutable_ack();
     send(s, resp);
     return true;
   }
@@ -254,7 +256,9 @@ ZtunnelStandin::ZtunnelStandin(Options options, LogSink log_sink)
   impl_->sink = std::move(log_sink);
 }
 
-ZtunnelStandin::~ZtunnelStandin() { stop(); }
+ZtunnelStandin::~ZtunnelStandin() {
+  stop();
+}
 
 void ZtunnelStandin::start() {
   auto& s = *impl_;
@@ -284,7 +288,9 @@ void ZtunnelStandin::set_hang(bool hang) {
   impl_->hang = hang;
 }
 
-void ZtunnelStandin::disconnect() { (void)!::write(impl_->wake[1], "x", 1); }
+void ZtunnelStandin::disconnect() {
+  (void)!::write(impl_->wake[1], "x", 1);
+}
 
 bool ZtunnelStandin::connected() const {
   std::lock_guard lock(impl_->mu);
