@@ -8,7 +8,7 @@ packages=(
   libnftables-dev libnl-3-dev libnl-route-3-dev
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  nftables iptables iproute2 containernetworking-plugins hyperfine
+  nftables iptables iproute2 containernetworking-plugins hyperfine jq socat curl
   containerd runc busybox-static podman libgrpc++-dev protobuf-compiler-grpc
 )
 missing=()
