@@ -110,10 +110,11 @@ ReconcileResult Installer::reconcile() {
   r.error = plan.error;
   if (!plan.error.empty()) {
     log_->error("CNI config dir {}: {}", options_.cni_conf_dir.string(), plan.error);
-  } else if (plan.waiting()) {
+  } else if (plan.waiting() && !waiting_) {  // said once per wait, not on every pass
     log_->info("CNI config dir {}: no primary CNI configuration yet; waiting for one",
                options_.cni_conf_dir.string());
   }
+  waiting_ = plan.waiting();
   apply_to_dir(options_.cni_conf_dir, plan);
   for (const auto& op : plan.ops) log_->info("CNI config dir: {}", op_text(op));
   r.conf_ops = plan.ops;

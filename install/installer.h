@@ -77,6 +77,7 @@ class Installer {
   mutable std::mutex mu_;
   bool installed_ = false;
   bool temps_swept_ = false;
+  bool waiting_ = false;
 };
 
 }  // namespace ambient::install

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -49,7 +50,12 @@ inline Snapshot snapshot(const fs::path& dir) {
     } else if (S_ISDIR(st.st_mode)) {
       v << "dir";
     } else {
-      v << "file " << slurp(it->path());
+      const auto content = slurp(it->path());
+      if (content.size() <= 4096) {
+        v << "file " << content;
+      } else {  // binaries: size and hash keep failure output readable
+        v << "file of " << content.size() << " bytes, hash " << std::hash<std::string>{}(content);
+      }
     }
     out[rel] = v.str();
   }
@@ -73,9 +79,11 @@ inline std::optional<std::chrono::milliseconds> wait_for(const std::function<boo
 // A node's directories under one temp root.
 class NodeDirs {
  public:
-  explicit NodeDirs(const std::string& tag) {
-    root =
-        fs::temp_directory_path() / ("ambient-install-" + std::to_string(::getpid()) + "-" + tag);
+  // Short paths: unix socket paths (the agent's, ztunnel's) must fit in 108 bytes.
+  explicit NodeDirs(const std::string& tag) : tag_(tag) {
+    static int counter = 0;
+    root = fs::temp_directory_path() /
+           ("ai-" + std::to_string(::getpid()) + "-" + std::to_string(++counter));
     fs::remove_all(root);
     bin = root / "opt/cni/bin";
     conf = root / "etc/cni/net.d";
@@ -87,7 +95,11 @@ class NodeDirs {
     write_token("token-1", "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n");
   }
   ~NodeDirs() {
-    if (!::testing::Test::HasFailure()) fs::remove_all(root);
+    if (!::testing::Test::HasFailure()) {
+      fs::remove_all(root);
+    } else {
+      std::cerr << "kept " << root << " (" << tag_ << ")\n";
+    }
   }
 
   // Kubelet's AtomicWriter: a new timestamped dir, ..data_tmp → it, renamed over ..data.
@@ -106,6 +118,7 @@ class NodeDirs {
   fs::path root, bin, conf, run, sa, netns;
 
  private:
+  std::string tag_;
   int generation_ = 0;
 };
 
