@@ -13,10 +13,10 @@ using contract::cni_code::kInvalidConfig;
 using contract::cni_code::kTryAgainLater;
 
 config::AgentReply ok() {
-  return {true, 0, "", ""};
+  return config::AgentReply::success();
 }
 config::AgentReply fail(int code, std::string msg, std::string details = {}) {
-  return {false, code, std::move(msg), std::move(details)};
+  return config::AgentReply::failure(code, std::move(msg), std::move(details));
 }
 
 std::string who(const config::PodRecord& r) {

@@ -48,15 +48,13 @@ struct PluginServer::Impl {
               nlohmann::json::parse(std::string_view(buf.data(), static_cast<std::size_t>(n))));
           reply = handler(request);
         } catch (const nlohmann::json::exception& e) {
-          reply = {false, contract::cni_code::kDecodeFailure,
-                   std::string("malformed request: ") + e.what(), ""};
+          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure, std::string("malformed request: ") + e.what());
         } catch (const config::ConfigError& e) {
-          reply = {false, contract::cni_code::kDecodeFailure,
-                   std::string("malformed request: ") + e.what(), ""};
+          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure, std::string("malformed request: ") + e.what());
         } catch (const std::exception& e) {
           log->error("plugin request failed: {}", e.what());
-          reply = {false, contract::cni_code::kInternal, std::string("agent error: ") + e.what(),
-                   ""};
+          reply = config::AgentReply::failure(contract::cni_code::kInternal,
+                                              std::string("agent error: ") + e.what());
         }
         const auto out = config::to_json(reply).dump();
         if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) {

@@ -104,7 +104,7 @@ nlohmann::json to_json(const PodRecord& r) {
 PodRecord pod_record_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("record", "must be an object");
   PodRecord r;
-  r.container_id = str(j, "containerID");
+  r.container_id = str(j, "containerID", false);
   r.netns = str(j, "netns", false);
   r.ifname = str(j, "ifname", false);
   r.uid = str(j, "uid", false);
@@ -129,10 +129,13 @@ AgentRequest agent_request_from_json(const nlohmann::json& j) {
   if (!j.is_object()) bad("request", "must be an object");
   AgentRequest r;
   r.op = str(j, "op");
-  if (r.op != "add" && r.op != "del" && r.op != "check") bad("op", "unknown operation " + r.op);
+  if (r.op != "lookup" && r.op != "add" && r.op != "del" && r.op != "check") {
+    bad("op", "unknown operation " + r.op);
+  }
   const auto pod = j.find("pod");
   if (pod == j.end()) bad("pod", "is required");
   r.pod = pod_record_from_json(*pod);
+  if (r.op != "lookup" && r.pod.container_id.empty()) bad("pod.containerID", "is required");
   r.service_account = str(j, "serviceAccount", false);
   if (const auto red = j.find("redirect"); red != j.end() && red->is_object()) {
     r.redirect.dns_capture = boolean(*red, "dnsCapture", true);
@@ -150,6 +153,8 @@ nlohmann::json to_json(const AgentReply& r) {
     j["msg"] = r.msg;
     if (!r.details.empty()) j["details"] = r.details;
   }
+  if (!r.pod.is_null()) j["pod"] = r.pod;
+  if (!r.namespace_.is_null()) j["namespace"] = r.namespace_;
   return j;
 }
 
@@ -164,6 +169,8 @@ AgentReply agent_reply_from_json(const nlohmann::json& j) {
     r.msg = str(j, "msg");
     r.details = str(j, "details", false);
   }
+  if (const auto p = j.find("pod"); p != j.end()) r.pod = *p;
+  if (const auto n = j.find("namespace"); n != j.end()) r.namespace_ = *n;
   return r;
 }
 

@@ -46,7 +46,8 @@ struct PodRecord {
 nlohmann::json to_json(const PodRecord& r);
 PodRecord pod_record_from_json(const nlohmann::json& j);  // throws ConfigError
 
-// plugin → agent. `op` is "add", "del" or "check".
+// plugin → agent. `op` is "lookup" (the pod's and its namespace's metadata, from the agent's
+// watch caches or its warm API connection), "add", "del" or "check".
 struct AgentRequest {
   std::string op;
   PodRecord pod;
@@ -62,6 +63,21 @@ struct AgentReply {
   int code = 0;
   std::string msg;
   std::string details;
+  nlohmann::json pod;        // lookup: the Pod object
+  nlohmann::json namespace_;  // lookup: the Namespace object
+
+  static AgentReply success() {
+    AgentReply r;
+    r.ok = true;
+    return r;
+  }
+  static AgentReply failure(int code, std::string msg, std::string details = {}) {
+    AgentReply r;
+    r.code = code;
+    r.msg = std::move(msg);
+    r.details = std::move(details);
+    return r;
+  }
 };
 nlohmann::json to_json(const AgentReply& r);
 AgentReply agent_reply_from_json(const nlohmann::json& j);  // throws ConfigError

@@ -17,7 +17,7 @@ namespace ambient::plugin {
 
 struct PluginDeps {
   std::function<std::unique_ptr<PodMetadataSource>(const config::PluginConfig&)> metadata =
-      make_api_metadata_source;
+      make_agent_first_metadata_source;
   std::function<std::unique_ptr<AgentClient>(const config::PluginConfig&)> agent =
       [](const config::PluginConfig& c) {
         return make_socket_agent_client(c.run_dir, std::chrono::milliseconds(c.agent_timeout_ms));

@@ -31,4 +31,11 @@ class PodMetadataSource {
 // deadline of the plugin configuration.
 std::unique_ptr<PodMetadataSource> make_api_metadata_source(const config::PluginConfig& config);
 
+// The node agent first (its watch caches or its warm API connection: no libcurl load and no TLS
+// handshake in this exec), the API directly when no agent answers. An agent that answers with an
+// API failure is final: asking the same API again would only double the wait.
+// docs/decisions/006-metadata-through-the-agent.md
+std::unique_ptr<PodMetadataSource> make_agent_first_metadata_source(
+    const config::PluginConfig& config);
+
 }  // namespace ambient::plugin

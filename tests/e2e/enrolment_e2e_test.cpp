@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/metrics.h"
 #include "agent/pod_table.h"
 #include "tests/e2e/e2e_env.h"
 #include "tests/netns/testbed.h"
@@ -106,9 +107,17 @@ TEST_F(Enrolment, EnrolledAddThenPodToPodTrafficGoesThroughZtunnel) {
 
 TEST_F(Enrolment, UntouchedPodIsNeitherInZtunnelNorCaptured) {
   start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));  // its watch caches are filled
+  env_->api().clear_requests();
   const auto x = cni("ADD", c_);
   ASSERT_EQ(x.exit_code, 0) << x.out << x.err;
   expect_clean(c_);
+  // The plugin asked the agent (its watch caches), not the API.
+  EXPECT_NE(env_->agent().metrics().render().find("op=\"lookup\",result=\"cache\""),
+            std::string::npos);
+  for (const auto& r : env_->api().requests()) {
+    EXPECT_EQ(r.path.find("/pods/c"), std::string::npos) << r.method << " " << r.path;
+  }
   EXPECT_EQ(annotation(c_), "");
   // Its app is reached directly, by the client's own address: nothing redirected it.
   testbed::TcpServer app(topo_->vm(), AF_INET, 9090, "c");

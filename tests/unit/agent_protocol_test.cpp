@@ -48,12 +48,12 @@ TEST(AgentProtocol, RequestRoundTrip) {
 }
 
 TEST(AgentProtocol, ReplyRoundTripAndErrors) {
-  const AgentReply bad{false, 11, "ztunnel refused", "nack: boom"};
+  const auto bad = AgentReply::failure(11, "ztunnel refused", "nack: boom");
   const auto back = agent_reply_from_json(to_json(bad));
   EXPECT_FALSE(back.ok);
   EXPECT_EQ(back.code, 11);
   EXPECT_EQ(back.details, "nack: boom");
-  EXPECT_TRUE(agent_reply_from_json(to_json(AgentReply{true, 0, "", ""})).ok);
+  EXPECT_TRUE(agent_reply_from_json(to_json(AgentReply::success())).ok);
   EXPECT_THROW(agent_reply_from_json(nlohmann::json::parse(R"({"ok":false})")), ConfigError);
   EXPECT_THROW(agent_request_from_json(nlohmann::json::parse(R"({"op":"explode","pod":{}})")),
                ConfigError);

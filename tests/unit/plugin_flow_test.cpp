@@ -47,7 +47,7 @@ class ScriptedSource : public PodMetadataSource {
 // An agent that records what it was asked and answers as scripted (or is unreachable).
 struct AgentScript {
   bool reachable = false;
-  config::AgentReply reply{true, 0, "", ""};
+  config::AgentReply reply = config::AgentReply::success();
   std::vector<config::AgentRequest> requests;
 };
 
@@ -177,7 +177,8 @@ TEST_F(PluginFlow, EnrolledPodIsHandedToTheAgent) {
 
 TEST_F(PluginFlow, AgentRefusalIsTheAddError) {
   agent_.reachable = true;
-  agent_.reply = {false, 11, "ztunnel did not acknowledge pod demo/web", "no ztunnel is connected"};
+  agent_.reply = config::AgentReply::failure(11, "ztunnel did not acknowledge pod demo/web",
+                                             "no ztunnel is connected");
   script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
   EXPECT_EQ(run(env("ADD"), conf()), 1);
   EXPECT_EQ(output()["code"], 11);
