@@ -341,6 +341,7 @@ int run_uninstall(const UninstallCmd& c) {
 struct RunCmd {
   HostFlags host;
   NodeFlags node;
+  std::string host_proc_dir = "/proc";
   agent::AgentOptions agent;
   std::string log_level = "info";
   install::WatcherOptions watcher;
@@ -368,6 +369,7 @@ int run_run(RunCmd& c, bool plugin_config_given) {
     c.agent.policy = plugin.policy;
     c.agent.dns_capture = plugin.dns_capture;
     c.agent.ipv6 = plugin.ipv6;
+    c.agent.proc_root = c.host_proc_dir;
 
     install::Installer installer(installer_options(c.host, node), log);
     check_netns_dir(c.host.netns_dir, *log);
@@ -488,6 +490,10 @@ void add_install_commands(CLI::App& app) {
     add_host_options(cmd, c->host);
     add_node_config_options(cmd, c->node);
     add_agent_options(cmd, c->agent, c->log_level);
+    cmd->add_option("--host-proc-dir", c->host_proc_dir,
+                    "the host's /proc (the agent finds running pods' netns there)")
+        ->envname("AMBIENT_HOST_PROC_DIR")
+        ->capture_default_str();
     cmd->callback([c, cmd] {
       if (const int rc = run_run(*c, cmd->count("--plugin-config") > 0); rc != 0) {
         throw CLI::RuntimeError(rc);
