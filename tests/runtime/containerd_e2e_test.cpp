@@ -199,6 +199,11 @@ TEST_F(Containerd, ExcludedNamespaceIsUntouchedWithoutApiCall) {
   const auto adds = calls(id, "ADD");
   ASSERT_EQ(adds.size(), 1u);
   EXPECT_EQ(adds[0].rc, 0) << adds[0].out;
+
+  // The same request log does see the lookups of a namespace that is not excluded.
+  mesh().put_namespace("shop", {{kAmbientLabel, "ambient"}});
+  run(pod("shop", "checkout"));
+  EXPECT_FALSE(mesh().requests_naming("shop").empty());
 }
 
 // (d) StopPodSandbox + RemovePodSandbox: every DEL containerd sends succeeds and nothing of the
@@ -244,6 +249,7 @@ TEST_F(Containerd, AgentDownFailsSandboxUntilTheAgentReturns) {
     error = e.what();
   }
   ASSERT_FALSE(error.empty()) << "RunPodSandbox succeeded without the agent";
+  std::printf("CRI error: %s\n", error.c_str());
   EXPECT_NE(error.find("node agent unavailable"), std::string::npos) << error;
   const auto all = read_cni_calls(containerd_->calls_log());
   std::vector<CniCall> failed;

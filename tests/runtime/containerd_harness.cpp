@@ -64,6 +64,8 @@ void PrivateContainerd::write_config() const {
        << "  restrict_oom_score_adj = true\n"
        // Sandbox netns files under our state dir instead of the machine's /var/run/netns.
        << "  netns_mounts_under_state_dir = true\n"
+       // Not what these tests are about, and a host with AppArmor would need apparmor_parser.
+       << "  disable_apparmor = true\n"
        << "  stream_server_address = \"127.0.0.1\"\n"
        << "  stream_server_port = \"0\"\n"
        << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"

@@ -62,6 +62,8 @@ void PrivatePodman::start() {
   const std::string d = dir_.string();
   std::ofstream containers(dir_ / "containers.conf");
   containers << "[containers]\n"
+             // As for containerd: no AppArmor profile to load on hosts that have AppArmor.
+             << "apparmor_profile = \"unconfined\"\n"
              << "default_ulimits = [\"nofile=10000:10000\", \"nproc=10000:10000\"]\n"
              << "[network]\n"
              << "network_backend = \"cni\"\n"

@@ -272,12 +272,22 @@ void release_owned(const std::string& tag) {
                  "CONTAINERS_STORAGE_CONF=" + (dir / "storage.conf").string()},
                 60s);
   }
+  // containerd caches the loopback attachment of each sandbox as cni-loopback-<id>-lo.
+  std::vector<std::string> sandboxes;
+  for (const auto& e :
+       fs::directory_iterator(dir / "root" / "io.containerd.grpc.v1.cri" / "sandboxes", ec)) {
+    sandboxes.push_back(e.path().filename().string());
+  }
   kill_processes(dir, tag);
   unmount_under(dir);
   fs::remove_all(dir, ec);
   remove_cgroups(tag);
   for (const auto& e : fs::directory_iterator(kCniCache, ec)) {
-    if (e.path().filename().string().rfind(tag + "-", 0) == 0) fs::remove(e.path(), ec);
+    const std::string name = e.path().filename().string();
+    const bool loopback = std::any_of(sandboxes.begin(), sandboxes.end(), [&](const auto& id) {
+      return name == "cni-loopback-" + id + "-lo";
+    });
+    if (loopback || name.rfind(tag + "-", 0) == 0) fs::remove(e.path(), ec);
   }
   if (fs::exists(fs::path("/var/run/netns") / tag, ec)) {
     run_command({"/usr/bin/ip", "netns", "del", tag}, {}, 10s);
@@ -314,8 +324,22 @@ void sweep_leftovers() {
 std::string kernel_gap() {
   std::error_code ec;
   if (!fs::exists("/proc/self/ns/net", ec)) return "the kernel has no network namespaces";
-  if (read_file("/proc/filesystems").find("\toverlay\n") == std::string::npos) {
-    return "the kernel has no overlay filesystem (containerd's and podman's snapshotters need it)";
+  {
+    // Mounting one loads the module if it is one; /proc/filesystems only lists loaded ones.
+    const fs::path d = owned_dir(owned_tag("probe"));
+    for (const char* sub : {"lower", "upper", "work", "merged"})
+      fs::create_directories(d / sub, ec);
+    const std::string opts = "lowerdir=" + (d / "lower").string() +
+                             ",upperdir=" + (d / "upper").string() +
+                             ",workdir=" + (d / "work").string();
+    const int rc = ::mount("overlay", (d / "merged").c_str(), "overlay", 0, opts.c_str());
+    const int err = errno;
+    if (rc == 0) ::umount2((d / "merged").c_str(), MNT_DETACH);
+    fs::remove_all(d, ec);
+    if (rc != 0 && err == ENODEV) {
+      return "the kernel has no overlay filesystem (containerd's and podman's snapshotters need "
+             "it)";
+    }
   }
   if (!fs::exists(fs::path(kCgroupRoot) / "memory", ec) &&
       !fs::exists(fs::path(kCgroupRoot) / "cgroup.controllers", ec)) {

@@ -18,6 +18,13 @@ class RuntimeEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "the runtime tests run as root (containerd, podman, netns)";
+    try {
+      ambient::runtime_test::require_programs({"/usr/bin/ip", "/usr/bin/nsenter", "/usr/sbin/nft",
+                                               "/usr/bin/tar", "/usr/bin/sha256sum",
+                                               "/usr/bin/kubectl"});
+    } catch (const std::exception& e) {
+      FAIL() << e.what();
+    }
     ambient::runtime_test::sweep_leftovers();
     auto& reason = ambient::runtime_test::skip_reason();
     reason = ambient::runtime_test::kernel_gap();
