@@ -272,13 +272,24 @@ void release_owned(const std::string& tag) {
                  "CONTAINERS_STORAGE_CONF=" + (dir / "storage.conf").string()},
                 60s);
   }
-  // containerd caches the loopback attachment of each sandbox as cni-loopback-<id>-lo.
-  std::vector<std::string> sandboxes;
-  for (const auto& e :
-       fs::directory_iterator(dir / "root" / "io.containerd.grpc.v1.cri" / "sandboxes", ec)) {
-    sandboxes.push_back(e.path().filename().string());
+  // A containerd's sandboxes, for what it names by sandbox id outside its dirs: the loopback
+  // attachment cached as cni-loopback-<id>-lo, and each shim's socket
+  // /run/containerd/s/<sha256 of "<grpc address>/<namespace>/<id>"> (left behind by a killed shim).
+  std::set<std::string> sandboxes;
+  for (const auto& sub : {fs::path("root") / "io.containerd.grpc.v1.cri" / "sandboxes",
+                          fs::path("state") / "io.containerd.runtime.v2.task" / "k8s.io"}) {
+    for (const auto& e : fs::directory_iterator(dir / sub, ec)) {
+      sandboxes.insert(e.path().filename().string());
+    }
   }
   kill_processes(dir, tag);
+  for (const auto& id : sandboxes) {
+    const auto hash = testing::run({"/usr/bin/sha256sum"}, {},
+                                   (dir / "containerd.sock").string() + "/k8s.io/" + id, 10s);
+    if (hash.exit_code == 0 && hash.out.size() >= 64) {
+      fs::remove(fs::path("/run/containerd/s") / hash.out.substr(0, 64), ec);
+    }
+  }
   unmount_under(dir);
   fs::remove_all(dir, ec);
   remove_cgroups(tag);
