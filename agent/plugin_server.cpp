@@ -48,9 +48,11 @@ struct PluginServer::Impl {
               nlohmann::json::parse(std::string_view(buf.data(), static_cast<std::size_t>(n))));
           reply = handler(request);
         } catch (const nlohmann::json::exception& e) {
-          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure, std::string("malformed request: ") + e.what());
+          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure,
+                                              std::string("malformed request: ") + e.what());
         } catch (const config::ConfigError& e) {
-          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure, std::string("malformed request: ") + e.what());
+          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure,
+                                              std::string("malformed request: ") + e.what());
         } catch (const std::exception& e) {
           log->error("plugin request failed: {}", e.what());
           reply = config::AgentReply::failure(contract::cni_code::kInternal,

@@ -63,7 +63,7 @@ struct AgentReply {
   int code = 0;
   std::string msg;
   std::string details;
-  nlohmann::json pod;        // lookup: the Pod object
+  nlohmann::json pod;         // lookup: the Pod object
   nlohmann::json namespace_;  // lookup: the Namespace object
 
   static AgentReply success() {

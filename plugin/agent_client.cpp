@@ -127,6 +127,18 @@ void remove_pod_record(const std::string& run_dir, const std::string& container_
   fs::remove(fs::path(config::run_dir::pods_dir(run_dir)) / (container_id + ".json"), ec);
 }
 
+std::optional<config::PodRecord> read_pod_record(const std::string& run_dir,
+                                                 const std::string& container_id) {
+  std::ifstream in(fs::path(config::run_dir::pods_dir(run_dir)) / (container_id + ".json"));
+  if (!in) return std::nullopt;
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  try {
+    return config::pod_record_from_json(j);
+  } catch (const config::ConfigError&) {
+    return std::nullopt;
+  }
+}
+
 std::vector<config::PodRecord> read_pod_records(const std::string& run_dir) {
   std::vector<config::PodRecord> out;
   std::error_code ec;

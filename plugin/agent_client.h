@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ std::unique_ptr<AgentClient> make_socket_agent_client(const std::string& run_dir
 // Run-dir bookkeeping (atomic writes: temp file + rename). Failures throw CniError(5).
 void write_pod_record(const std::string& run_dir, const config::PodRecord& record);
 void remove_pod_record(const std::string& run_dir, const std::string& container_id) noexcept;
+// The record a container's ADD left, if any (unreadable counts as none).
+std::optional<config::PodRecord> read_pod_record(const std::string& run_dir,
+                                                 const std::string& container_id);
 std::vector<config::PodRecord> read_pod_records(const std::string& run_dir);
 // Left when DEL cannot reach the agent; the agent processes it when it starts.
 void write_tombstone(const std::string& run_dir, const config::PodRecord& record) noexcept;

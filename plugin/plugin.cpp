@@ -119,10 +119,6 @@ std::optional<Decided> decide(const Invocation& in) {
   return Decided{std::move(decision), std::move(meta)};
 }
 
-bool is_kubernetes_pod(const CniArgs& args) {
-  return !args.pod_namespace.empty() && !args.pod_name.empty();
-}
-
 config::PodRecord pod_record(const Invocation& in, const PodMetadata* meta) {
   config::PodRecord r;
   r.container_id = in.env.container_id;
@@ -195,13 +191,24 @@ void release(const Invocation& in, const config::PodRecord& record) {
 }
 
 void cmd_del(const Invocation& in) {
+  // The record of this container's ADD names the pod even when this DEL's CNI_ARGS do not (a
+  // runtime's cleanup DEL may carry fewer keys than its ADD).
+  const auto added = read_pod_record(in.config.run_dir, in.env.container_id);
   remove_pod_record(in.config.run_dir, in.env.container_id);
-  if (!is_kubernetes_pod(in.args)) return;
-  if (const auto early =
-          config::decide_from_names(in.config.policy, in.args.pod_namespace, in.args.pod_name)) {
+  config::PodRecord record = pod_record(in, nullptr);
+  if (added) {
+    if (record.namespace_.empty() || record.name.empty()) {
+      record.namespace_ = added->namespace_;
+      record.name = added->name;
+    }
+    if (record.uid.empty()) record.uid = added->uid;
+    if (record.ips.empty()) record.ips = added->ips;
+  }
+  if (record.namespace_.empty() || record.name.empty()) return;  // never a Kubernetes pod of ours
+  if (config::decide_from_names(in.config.policy, record.namespace_, record.name)) {
     return;  // never enrolled: excluded namespace or our own agent
   }
-  release(in, pod_record(in, nullptr));
+  release(in, record);
 }
 
 void cmd_check(const Invocation& in) {

@@ -74,8 +74,8 @@ class AgentFirstMetadataSource final : public PodMetadataSource {
       if (m.pod.namespace_.empty()) m.pod.namespace_ = std::string(pod_namespace);
       return m;
     } catch (const config::ConfigError& e) {
-      throw MetadataError("looking up pod " + who + " through the node agent: malformed object: " +
-                          e.what());
+      throw MetadataError("looking up pod " + who +
+                          " through the node agent: malformed object: " + e.what());
     }
   }
 

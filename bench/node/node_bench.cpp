@@ -63,7 +63,9 @@ json pod_object(const std::string& ns, const std::string& name, const std::strin
 json ns_object(const std::string& name, bool ambient) {
   json labels = json::object();
   if (ambient) labels["istio.io/dataplane-mode"] = "ambient";
-  return {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}, {"labels", labels}}}};
+  return {{"apiVersion", "v1"},
+          {"kind", "Namespace"},
+          {"metadata", {{"name", name}, {"labels", labels}}}};
 }
 
 struct Bench {
@@ -92,11 +94,14 @@ struct Bench {
   }
   static std::vector<std::string> env(const std::string& verb, const std::string& netns,
                                       const std::string& ns, const std::string& name) {
-    return {"CNI_COMMAND=" + verb, "CNI_CONTAINERID=bench-" + ns + "-" + name, "CNI_NETNS=" + netns,
+    return {"CNI_COMMAND=" + verb,
+            "CNI_CONTAINERID=bench-" + ns + "-" + name,
+            "CNI_NETNS=" + netns,
             "CNI_IFNAME=eth0",
             "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + ns + ";K8S_POD_NAME=" + name +
                 ";K8S_POD_UID=uid-" + ns + "-" + name,
-            "CNI_PATH=/opt/cni/bin", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+            "CNI_PATH=/opt/cni/bin",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   }
   ambient::testing::Execution cni(const std::string& verb, const std::string& netns,
                                   const std::string& ns, const std::string& name,
@@ -110,12 +115,13 @@ struct Bench {
     api.put(ns_object("legacy", false));
     api.put(ns_object("bulk", false));
     api.write_kubeconfig(dir / "kubeconfig");
-    conf_text = json{{"cniVersion", "1.0.0"},
-                     {"name", "k8s"},
-                     {"type", "ambient-cni"},
-                     {"cni_agent_run_dir", dir.string()},
-                     {"agent_timeout_ms", 30000}}
-                    .dump();
+    conf_text = json{
+        {"cniVersion", "1.0.0"},
+        {"name", "k8s"},
+        {"type", "ambient-cni"},
+        {"cni_agent_run_dir", dir.string()},
+        {"agent_timeout_ms",
+         30000}}.dump();
     std::ofstream(dir / "plugin.json") << conf_text;
     ztunnel = std::make_unique<ambient::standins::ZtunnelStandin>(
         ambient::standins::ZtunnelStandin::Options{(dir / "ztunnel.sock").string(), 100ms});
@@ -123,12 +129,26 @@ struct Bench {
   }
   void start_agent(const std::string& host_netns) {
     agent = std::make_unique<ambient::testing::BackgroundProcess>(
-        std::vector<std::string>{node, "agent", "--run-dir", dir.string(), "--ztunnel-socket",
-                                 (dir / "ztunnel.sock").string(), "--kubeconfig",
-                                 (dir / "kubeconfig").string(), "--host-netns", host_netns,
-                                 "--node-name", "bench", "--plugin-config",
-                                 (dir / "plugin.json").string(), "--health-port", "-1",
-                                 "--metrics-port", "-1", "--log-level", "warn"},
+        std::vector<std::string>{node,
+                                 "agent",
+                                 "--run-dir",
+                                 dir.string(),
+                                 "--ztunnel-socket",
+                                 (dir / "ztunnel.sock").string(),
+                                 "--kubeconfig",
+                                 (dir / "kubeconfig").string(),
+                                 "--host-netns",
+                                 host_netns,
+                                 "--node-name",
+                                 "bench",
+                                 "--plugin-config",
+                                 (dir / "plugin.json").string(),
+                                 "--health-port",
+                                 "-1",
+                                 "--metrics-port",
+                                 "-1",
+                                 "--log-level",
+                                 "warn"},
         (dir / "agent.log").string());
     const auto until = std::chrono::steady_clock::now() + 20s;
     while (!(ztunnel->connected() && fs::exists(dir / "agent.sock"))) {
@@ -201,8 +221,11 @@ int main(int argc, char** argv) {
     const std::string pod_ip = b.ip();
     b.api.put(pod_object("demo", "web", pod_ip));
     b.api.put(pod_object("legacy", "batch", pod_ip));
-    json portmap_conf = {{"cniVersion", "1.0.0"}, {"name", "k8s"}, {"type", "portmap"},
-                         {"capabilities", {{"portMappings", true}}}, {"prevResult", b.prev(pod.path(), pod_ip)}};
+    json portmap_conf = {{"cniVersion", "1.0.0"},
+                         {"name", "k8s"},
+                         {"type", "portmap"},
+                         {"capabilities", {{"portMappings", true}}},
+                         {"prevResult", b.prev(pod.path(), pod_ip)}};
     struct Subject {
       std::string name;
       std::function<ambient::testing::Execution()> once;
@@ -210,14 +233,26 @@ int main(int argc, char** argv) {
       std::vector<double> ms;
     };
     std::vector<Subject> subjects = {
-        {"Go portmap ADD, no mappings", [&] {
-           return ambient::testing::run({b.portmap}, Bench::env("ADD", pod.path(), "legacy", "batch"),
+        {"Go portmap ADD, no mappings",
+         [&] {
+           return ambient::testing::run({b.portmap},
+                                        Bench::env("ADD", pod.path(), "legacy", "batch"),
                                         portmap_conf.dump(), 60s);
-         }, {}, {}},
-        {"ambient-cni ADD, excluded namespace", [&] { return b.cni("ADD", pod.path(), "kube-system", "dns", pod_ip); }, {}, {}},
-        {"ambient-cni ADD, untouched pod (API lookups)", [&] { return b.cni("ADD", pod.path(), "legacy", "batch", pod_ip); }, {}, {}},
-        {"ambient-cni ADD, enrolled pod (whole path)", [&] { return b.cni("ADD", pod.path(), "demo", "web", pod_ip); },
-         [&] { b.cni("DEL", pod.path(), "demo", "web", pod_ip); }, {}},
+         },
+         {},
+         {}},
+        {"ambient-cni ADD, excluded namespace",
+         [&] { return b.cni("ADD", pod.path(), "kube-system", "dns", pod_ip); },
+         {},
+         {}},
+        {"ambient-cni ADD, untouched pod (API lookups)",
+         [&] { return b.cni("ADD", pod.path(), "legacy", "batch", pod_ip); },
+         {},
+         {}},
+        {"ambient-cni ADD, enrolled pod (whole path)",
+         [&] { return b.cni("ADD", pod.path(), "demo", "web", pod_ip); },
+         [&] { b.cni("DEL", pod.path(), "demo", "web", pod_ip); },
+         {}},
     };
     for (int i = -3; i < runs; ++i) {
       for (auto& s : subjects) {
@@ -258,9 +293,10 @@ int main(int argc, char** argv) {
         ms.push_back(std::chrono::duration<double, std::milli>(x.elapsed).count());
       }
       const double p50 = median_ms(ms), p99 = percentile_ms(ms, 99);
-      rows.push_back({std::to_string(burst) + " concurrent enrolled ADDs: succeeded", std::to_string(ok) + "/" + std::to_string(burst), "all", ""});
-      rows.push_back({std::to_string(burst) + " concurrent enrolled ADDs: p50 / p99", fmt(p50, "ms") + " / " + fmt(p99, "ms"),
-                      "p99 ≤ 5 × p50", ratio(p99, p50)});
+      rows.push_back({std::to_string(burst) + " concurrent enrolled ADDs: succeeded",
+                      std::to_string(ok) + "/" + std::to_string(burst), "all", ""});
+      rows.push_back({std::to_string(burst) + " concurrent enrolled ADDs: p50 / p99",
+                      fmt(p50, "ms") + " / " + fmt(p99, "ms"), "p99 ≤ 5 × p50", ratio(p99, p50)});
       results["burst"] = {{"pods", burst}, {"succeeded", ok}, {"p50_ms", p50}, {"p99_ms", p99}};
       std::vector<std::future<void>> dels;
       for (int i = 0; i < burst; ++i) {
@@ -285,25 +321,31 @@ int main(int argc, char** argv) {
         if (x.exit_code != 0) throw std::runtime_error("untouched ADD failed: " + x.out);
       }
       const auto kubectl = [&](const char* label) {
-        return ambient::testing::run({"/usr/bin/kubectl", "--kubeconfig", (b.dir / "kubeconfig").string(),
-                                      "label", "ns", "bulk", label},
-                                     {"PATH=/usr/bin:/bin", "HOME=" + b.dir.string()}, "", 30s);
+        return ambient::testing::run(
+            {"/usr/bin/kubectl", "--kubeconfig", (b.dir / "kubeconfig").string(), "label", "ns",
+             "bulk", label},
+            {"PATH=/usr/bin:/bin", "HOME=" + b.dir.string()}, "", 30s);
       };
       const auto held = [&] {
         const auto pods = b.ztunnel->pods();
-        return std::count_if(uids.begin(), uids.end(), [&](const auto& u) { return pods.contains(u); });
+        return std::count_if(uids.begin(), uids.end(),
+                             [&](const auto& u) { return pods.contains(u); });
       };
       const auto t0 = std::chrono::steady_clock::now();
-      if (kubectl("istio.io/dataplane-mode=ambient").exit_code != 0) throw std::runtime_error("kubectl failed");
-      while (held() < label_pods && std::chrono::steady_clock::now() - t0 < 60s) std::this_thread::sleep_for(2ms);
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      rows.push_back({"`kubectl label ns` → " + std::to_string(label_pods) + " running pods enrolled (" +
-                          std::to_string(held()) + " held by ztunnel)",
+      if (kubectl("istio.io/dataplane-mode=ambient").exit_code != 0)
+        throw std::runtime_error("kubectl failed");
+      while (held() < label_pods && std::chrono::steady_clock::now() - t0 < 60s)
+        std::this_thread::sleep_for(2ms);
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      rows.push_back({"`kubectl label ns` → " + std::to_string(label_pods) +
+                          " running pods enrolled (" + std::to_string(held()) + " held by ztunnel)",
                       fmt(ms, "ms"), "goal ≤ 1000 ms", ""});
       results["label"] = {{"pods", label_pods}, {"enrolled", held()}, {"ms", ms}};
       kubectl("istio.io/dataplane-mode-");
       const auto t1 = std::chrono::steady_clock::now();
-      while (held() > 0 && std::chrono::steady_clock::now() - t1 < 60s) std::this_thread::sleep_for(5ms);
+      while (held() > 0 && std::chrono::steady_clock::now() - t1 < 60s)
+        std::this_thread::sleep_for(5ms);
       for (int i = 0; i < label_pods; ++i) {
         b.cni("DEL", nets[i]->path(), "bulk", "p" + std::to_string(i), "");
       }
@@ -311,8 +353,8 @@ int main(int argc, char** argv) {
 
     // D. Memory.
     {
-      const auto peak = [&](const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                            const std::string& input) {
+      const auto peak = [&](const std::vector<std::string>& argv,
+                            const std::vector<std::string>& env, const std::string& input) {
         std::vector<std::string> a = {b.rss_probe, (b.dir / "rss").string()};
         a.insert(a.end(), argv.begin(), argv.end());
         ambient::testing::run(a, env, input, 60s);
@@ -323,18 +365,26 @@ int main(int argc, char** argv) {
       };
       std::vector<double> plugin_excluded, plugin_enrolled, portmap;
       for (int i = 0; i < 10; ++i) {
-        portmap.push_back(peak({b.portmap}, Bench::env("ADD", pod.path(), "legacy", "batch"), portmap_conf.dump()));
-        plugin_excluded.push_back(peak({b.plugin}, Bench::env("ADD", pod.path(), "kube-system", "dns"), b.conf(pod.path(), pod_ip)));
-        plugin_enrolled.push_back(peak({b.plugin}, Bench::env("ADD", pod.path(), "demo", "web"), b.conf(pod.path(), pod_ip)));
+        portmap.push_back(peak({b.portmap}, Bench::env("ADD", pod.path(), "legacy", "batch"),
+                               portmap_conf.dump()));
+        plugin_excluded.push_back(peak({b.plugin},
+                                       Bench::env("ADD", pod.path(), "kube-system", "dns"),
+                                       b.conf(pod.path(), pod_ip)));
+        plugin_enrolled.push_back(peak({b.plugin}, Bench::env("ADD", pod.path(), "demo", "web"),
+                                       b.conf(pod.path(), pod_ip)));
         b.cni("DEL", pod.path(), "demo", "web", pod_ip);
       }
       const double pm = median_ms(portmap);
-      rows.push_back({"plugin peak RSS, excluded-namespace ADD", fmt(median_ms(plugin_excluded) / 1024, "MiB"),
-                      "Go portmap " + fmt(pm / 1024, "MiB"), ratio(median_ms(plugin_excluded), pm)});
-      rows.push_back({"plugin peak RSS, enrolled ADD (libcurl + TLS loaded)", fmt(median_ms(plugin_enrolled) / 1024, "MiB"),
-                      "Go portmap " + fmt(pm / 1024, "MiB"), ratio(median_ms(plugin_enrolled), pm)});
+      rows.push_back(
+          {"plugin peak RSS, excluded-namespace ADD", fmt(median_ms(plugin_excluded) / 1024, "MiB"),
+           "Go portmap " + fmt(pm / 1024, "MiB"), ratio(median_ms(plugin_excluded), pm)});
+      rows.push_back({"plugin peak RSS, enrolled ADD (libcurl + TLS loaded)",
+                      fmt(median_ms(plugin_enrolled) / 1024, "MiB"),
+                      "Go portmap " + fmt(pm / 1024, "MiB"),
+                      ratio(median_ms(plugin_enrolled), pm)});
       results["rss"] = {{"plugin_excluded_kb", median_ms(plugin_excluded)},
-                        {"plugin_enrolled_kb", median_ms(plugin_enrolled)}, {"portmap_kb", pm}};
+                        {"plugin_enrolled_kb", median_ms(plugin_enrolled)},
+                        {"portmap_kb", pm}};
 
       std::vector<std::unique_ptr<Netns>> nets;
       std::vector<std::string> ips;
@@ -354,10 +404,13 @@ int main(int argc, char** argv) {
       }
       std::this_thread::sleep_for(500ms);
       const long rss = b.agent_rss_kb("VmRSS:"), hwm = b.agent_rss_kb("VmHWM:");
-      rows.push_back({"agent RSS with " + std::to_string(b.ztunnel->pods().size()) + " enrolled pods (peak)",
-                      fmt(rss / 1024.0, "MiB") + " (" + fmt(hwm / 1024.0, "MiB") + ")", "goal ≤ 40 MiB; Istio's node pod requests 100 MiB", ""});
+      rows.push_back(
+          {"agent RSS with " + std::to_string(b.ztunnel->pods().size()) + " enrolled pods (peak)",
+           fmt(rss / 1024.0, "MiB") + " (" + fmt(hwm / 1024.0, "MiB") + ")",
+           "goal ≤ 40 MiB; Istio's node pod requests 100 MiB", ""});
       results["agent_rss"] = {{"pods", b.ztunnel->pods().size()}, {"rss_kb", rss}, {"hwm_kb", hwm}};
-      for (int i = 0; i < rss_pods; ++i) b.cni("DEL", nets[i]->path(), "demo", "m" + std::to_string(i), ips[i]);
+      for (int i = 0; i < rss_pods; ++i)
+        b.cni("DEL", nets[i]->path(), "demo", "m" + std::to_string(i), ips[i]);
     }
   } catch (const std::exception& e) {
     std::cerr << "node_bench: " << e.what() << '\n';
@@ -367,7 +420,8 @@ int main(int argc, char** argv) {
   if (b.ztunnel) b.ztunnel->stop();
   b.api.stop();
   std::string md = "| measure | value | anchor / goal | ratio |\n|---|---|---|---|\n";
-  for (const auto& r : rows) md += "| " + r.measure + " | " + r.value + " | " + r.anchor + " | " + r.ratio + " |\n";
+  for (const auto& r : rows)
+    md += "| " + r.measure + " | " + r.value + " | " + r.anchor + " | " + r.ratio + " |\n";
   std::cout << md;
   if (!json_out.empty()) std::ofstream(json_out) << results.dump(2) << '\n';
   if (!md_out.empty()) std::ofstream(md_out) << md;

@@ -210,6 +210,17 @@ TEST_F(PluginFlow, DelTellsTheAgentOrLeavesATombstone) {
   EXPECT_EQ(agent_.requests.size(), 1u);
 }
 
+TEST_F(PluginFlow, DelWithoutKubernetesArgsFindsThePodInTheAddRecord) {
+  EXPECT_EQ(run(env("ADD"), conf()), 0);  // untouched, recorded
+  agent_.reachable = true;
+  EXPECT_EQ(run(env("DEL", "IgnoreUnknown=1"), conf()), 0);
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  EXPECT_EQ(agent_.requests[0].op, "del");
+  EXPECT_EQ(agent_.requests[0].pod.namespace_, "demo");
+  EXPECT_EQ(agent_.requests[0].pod.name, "web");
+  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+}
+
 TEST_F(PluginFlow, GcReleasesStaleRecords) {
   EXPECT_EQ(run(env("ADD"), conf("1.1.0")), 0);
   agent_.reachable = true;
