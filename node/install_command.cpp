@@ -22,6 +22,7 @@
 #include "agent/kube_access.h"
 #include "agent/metrics.h"
 #include "agent/pod_table.h"
+#include "agent/reconciler.h"
 #include "agent/zds_server.h"
 #include "config/errors.h"
 #include "config/node_config.h"
@@ -415,6 +416,8 @@ int run_run(RunCmd& c, bool plugin_config_given) {
       return 0;
     }
     log->info("{}: uninstalling", decision.reason);
+    // Label-driven enrolment stops first, or it would enrol again what is released next.
+    if (auto* reconciler = a.reconciler()) reconciler->stop();
     release_all(a, *log);  // first the pods, while ztunnel still gets our `del`s
     installer.uninstall();
     release_all(a, *log);  // any pod an ADD enrolled while the entry was still there

@@ -394,12 +394,12 @@ TEST_F(RunRemoval, RemovalUnenrolsEveryPodFirstThenLeavesTheNodeAsItWas) {
   const auto before = node_state();
 
   const int health = free_port();
+  // The agent's label watch is on: removal must stop it before releasing the pods.
   auto p = background(
-      {"run", "--no-watch"},
-      {"AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
-       "AMBIENT_HOST_NETNS=" + testbed::Topology::path(topo.host()),
-       "AMBIENT_LISTEN_ADDRESS=127.0.0.1", "AMBIENT_HEALTH_PORT=" + std::to_string(health),
-       "AMBIENT_METRICS_PORT=-1", "NODE_NAME=node-1"});
+      {"run"}, {"AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
+                "AMBIENT_HOST_NETNS=" + testbed::Topology::path(topo.host()),
+                "AMBIENT_LISTEN_ADDRESS=127.0.0.1", "AMBIENT_HEALTH_PORT=" + std::to_string(health),
+                "AMBIENT_METRICS_PORT=-1", "NODE_NAME=node-1"});
   ASSERT_TRUE(wait_alive(
       *p, [&] { return http_status(health, "/readyz") == 200; }, 15s))
       << tail(log_path());
