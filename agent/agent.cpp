@@ -136,26 +136,18 @@ struct Agent::Impl {
     return out;
   }
 
-  // The plugin's pod lookup: the watch caches when they know the pod, else one GET each on the
-  // agent's warm connection — no TLS handshake or libcurl load in the plugin's exec.
+  // The plugin's pod lookup: one GET each on the agent's warm connection — no TLS handshake or
+  // libcurl load in the plugin's exec. Never from the watch caches: a namespace labelled a moment
+  // before the sandbox starts may not have reached them yet, and the ADD must see it.
   config::AgentReply lookup(const config::PodRecord& p) {
     config::AgentReply reply;
-    if (reconciler) {
-      if (auto hit = reconciler->cached(p.namespace_, p.name)) {
-        metrics.count_request("lookup", "cache");
-        reply.ok = true;
-        reply.pod = std::move(hit->first);
-        reply.namespace_ = std::move(hit->second);
-        return reply;
-      }
-    }
     try {
       std::tie(reply.pod, reply.namespace_) = api.with([&](kube::Client& c) {
         const std::string ns_path = "/api/v1/namespaces/" + p.namespace_;
         return std::pair{c.get(ns_path + "/pods/" + p.name), c.get(ns_path)};
       });
       reply.ok = true;
-      metrics.count_request("lookup", "api");
+      metrics.count_request("lookup", "ok");
     } catch (const kube::ApiError& e) {
       metrics.count_request("lookup", "failed");
       reply = config::AgentReply::failure(

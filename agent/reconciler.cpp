@@ -277,15 +277,6 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
   return true;
 }
 
-std::optional<std::pair<nlohmann::json, nlohmann::json>> Reconciler::cached(
-    const std::string& ns, const std::string& name) const {
-  if (!pod_informer_->synced() || !ns_informer_->synced()) return std::nullopt;
-  auto pod = pod_informer_->get(ns + "/" + name);
-  auto namespace_ = ns_informer_->get(ns);
-  if (!pod || !namespace_) return std::nullopt;
-  return std::pair{std::move(*pod), std::move(*namespace_)};
-}
-
 void Reconciler::repair_drift() {
   std::vector<netns::ProbeEntry> desired;
   for (const auto& p : d_.pods.all()) {

@@ -65,11 +65,6 @@ class Reconciler {
   // True when no pod is queued or being worked on.
   bool idle() const;
 
-  // The pod and its namespace as the watches last saw them; nullopt unless both watches are
-  // synced and both objects are known (then ask the API).
-  std::optional<std::pair<nlohmann::json, nlohmann::json>> cached(const std::string& ns,
-                                                                  const std::string& name) const;
-
   // One drift pass now (also runs every drift_interval): in-pod rules and host probe SNAT.
   void repair_drift();
 

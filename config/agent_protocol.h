@@ -46,8 +46,8 @@ struct PodRecord {
 nlohmann::json to_json(const PodRecord& r);
 PodRecord pod_record_from_json(const nlohmann::json& j);  // throws ConfigError
 
-// plugin → agent. `op` is "lookup" (the pod's and its namespace's metadata, from the agent's
-// watch caches or its warm API connection), "add", "del" or "check".
+// plugin → agent. `op` is "lookup" (the pod's and its namespace's metadata, read fresh on the
+// agent's warm API connection), "add", "del" or "check".
 struct AgentRequest {
   std::string op;
   PodRecord pod;

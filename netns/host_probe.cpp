@@ -202,9 +202,11 @@ void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
     const auto what = fmt::format("add host probe IPs of pod {}", pod_uid);
-    // Two tries: from the mirror, then (if the kernel disagreed) from a fresh read.
+    // From the mirror; when it was just (re)loaded from the kernel, or the kernel disagreed with
+    // it, base and elements go in one transaction, so adding to a fresh or flushed host works.
     for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!owners_) load_owners_here();
+      const bool fresh = !owners_;
+      if (fresh) load_owners_here();
       std::string tx;
       for (const auto& p : parsed) {
         const auto it = owners_->find(p.text);
@@ -215,11 +217,13 @@ void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>
         }
         tx += add_element({std::string(pod_uid), p.text}, p.v6);
       }
-      if (attempt == 0 ? run_incremental(tx, what)
-                       : (nft::run(render_base(config_) + tx, what), true)) {
-        for (const auto& p : parsed) (*owners_)[p.text] = std::string(pod_uid);
-        return;
+      if (fresh || attempt == 1) {
+        nft::run(render_base(config_) + tx, what);
+      } else if (!run_incremental(tx, what)) {
+        continue;
       }
+      for (const auto& p : parsed) (*owners_)[p.text] = std::string(pod_uid);
+      return;
     }
   });
 }

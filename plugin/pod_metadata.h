@@ -31,7 +31,7 @@ class PodMetadataSource {
 // deadline of the plugin configuration.
 std::unique_ptr<PodMetadataSource> make_api_metadata_source(const config::PluginConfig& config);
 
-// The node agent first (its watch caches or its warm API connection: no libcurl load and no TLS
+// The node agent first (fresh GETs on its warm API connection: no libcurl load and no TLS
 // handshake in this exec), the API directly when no agent answers. An agent that answers with an
 // API failure is final: asking the same API again would only double the wait.
 // docs/decisions/006-metadata-through-the-agent.md
