@@ -251,7 +251,8 @@ TEST_F(LiveEnrolment, PodsStartedWhileNoAgentRanAreEnrolledBeforeReady) {
   const auto snap = env_->agent().pods().get(pods[0].uid);
   ASSERT_TRUE(snap.has_value());
   EXPECT_EQ(snap->record.container_id, "sandbox0");  // the sandbox id, from the cgroup path
-  // Its DEL (sandbox removed later) finds it by that id.
+  // Its sandbox stops (the runtime kills its processes), then its DEL finds it by that id.
+  pauses[0].reset();
   auto del = pods[0];
   del.container = "sandbox0";
   EXPECT_EQ(env_->cni("DEL", del, false, "").exit_code, 0);
