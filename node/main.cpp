@@ -1,7 +1,7 @@
 // ambient-cni-node: the node component's CLI (DaemonSet entry point and operator tools).
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "node/commands.h"
 
