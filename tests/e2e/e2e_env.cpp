@@ -61,7 +61,7 @@ agent::AgentOptions Env::agent_options() const {
   o.node_name = "node-1";
   o.health_port = -1;
   o.metrics_port = -1;
-  o.ztunnel_deadline = 1s;
+  o.ztunnel_deadline = 5s;  // the contract's; tests that need a quick failure set less
   return o;
 }
 

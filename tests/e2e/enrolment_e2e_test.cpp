@@ -157,7 +157,9 @@ TEST_F(Enrolment, NackingZtunnelFailsTheAddAndLeavesNothing) {
 }
 
 TEST_F(Enrolment, HangingOrAbsentZtunnelFailsWithinTheDeadline) {
-  start_agent();
+  auto o = agent_options();
+  o.ztunnel_deadline = 1s;
+  env_->start_agent(o);
   ASSERT_TRUE(ztunnel().wait_for([&] { return ztunnel().connected(); }, 5s));
   ztunnel().set_hang(true);
   auto t0 = std::chrono::steady_clock::now();

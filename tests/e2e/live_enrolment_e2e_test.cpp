@@ -140,7 +140,9 @@ TEST_F(LiveEnrolment, LabelNamespaceEnrolsHundredRunningPodsAndRemovingItUnenrol
   kubectl({"label", "ns", "demo", "istio.io/dataplane-mode-"});
   ASSERT_TRUE(eventually([&] { return env_->agent().pods().size() == 0; }, 30s));
   for (const auto& p : pods) EXPECT_TRUE(eventually([&] { return clean(p); }, 5s)) << p.name;
-  for (const auto& p : pods) {  // no duplicated enrolment
+  // No duplicated enrolment: one add per pod outside snapshots (a ztunnel reconnect under load
+  // legitimately re-sends every pod inside a snapshot).
+  for (const auto& p : pods) {
     std::string seen;
     for (const auto& r : env_->ztunnel().requests()) {
       if (r.find(p.uid + " ") != std::string::npos) seen += r + "; ";

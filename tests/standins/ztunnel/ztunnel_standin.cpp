@@ -122,9 +122,10 @@ struct ZtunnelStandin::Impl {
       }
       if (req.has_add()) {
         const auto& add = req.add();
-        requests.push_back("add " + add.uid() + " " + add.workload_info().name() + " " +
-                           add.workload_info().namespace_() + " " +
-                           add.workload_info().service_account() +
+        // Adds that are part of a snapshot are logged as such: a reconnect re-sends every pod.
+        requests.push_back(std::string(in_snapshot ? "snapshot " : "") + "add " + add.uid() + " " +
+                           add.workload_info().name() + " " + add.workload_info().namespace_() +
+                           " " + add.workload_info().service_account() +
                            " fd=" + std::to_string(fds.size()));
         if (fds.size() != 1) {
           error = "add needs exactly one netns fd, got " + std::to_string(fds.size());

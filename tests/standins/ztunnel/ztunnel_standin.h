@@ -44,8 +44,8 @@ class ZtunnelStandin {
   std::uint64_t snapshots() const;                 // completed snapshots (snapshot_sent seen)
   std::vector<std::string> last_snapshot() const;  // UIDs of the last snapshot, in order
   std::vector<ProxiedConnection> connections(const std::string& uid) const;
-  // Every request seen, as "add <uid> <name> <ns> <sa> fd=<0|1>", "keep <uid>", "del <uid>",
-  // "snapshot_sent".
+  // Every request seen, as "add <uid> <name> <ns> <sa> fd=<0|1>" ("snapshot add …" inside a
+  // snapshot), "keep <uid>", "del <uid>", "snapshot_sent".
   std::vector<std::string> requests() const;
 
  private:
