@@ -106,6 +106,11 @@ void add_agent_command(CLI::App& app) {
   auto level = std::make_shared<std::string>("info");
   auto* cmd = app.add_subcommand("agent", "Run the node agent (ZDS server, plugin requests)");
   add_agent_options(cmd, *o, *level);
+  // Same name as `run`'s (which defines it next to its other host paths).
+  cmd->add_option("--host-proc-dir", o->proc_root,
+                  "the host's /proc (the agent finds running pods' netns there)")
+      ->envname("AMBIENT_HOST_PROC_DIR")
+      ->capture_default_str();
   cmd->callback([o, level] {
     if (const int rc = run_agent(*o, *level); rc != 0) throw CLI::RuntimeError(rc);
   });
