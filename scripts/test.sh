@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as root on Debian 12: installs packages, builds, runs every layer
 # (unit, netns, e2e) in the release build, again under ASan + UBSan, then the fuzz targets
-# for a bounded time.
+# for a bounded time. Ends with one summary line over both CTest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then echo "run as root: the netns and e2e layers create network namespaces" >&2; exit 2; fi
@@ -11,16 +11,21 @@ scripts/check-format.sh
 echo "==> release build"
 scripts/build.sh release
 echo "==> tests (release)"
-ctest --test-dir build --output-on-failure -j2 --timeout 300
+ctest --test-dir build --output-on-failure -j2 --timeout 300 | tee build/ctest-summary.log
 
 echo "==> ASan + UBSan build"
 scripts/build.sh asan
 echo "==> tests (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j2 --timeout 600
+  ctest --test-dir build-asan --output-on-failure -j2 --timeout 600 | tee build-asan/ctest-summary.log
 
 echo "==> fuzz targets (bounded)"
 scripts/build.sh fuzz
 scripts/fuzz.sh build-fuzz "${FUZZ_SECONDS:-20}"
 
-echo "==> all layers passed"
+# "N% tests passed, F tests failed out of T" from each run.
+summary() { grep -E 'tests passed, [0-9]+ tests? failed out of' "$1" | tail -1; }
+read -r rf rt < <(summary build/ctest-summary.log | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/')
+read -r af at < <(summary build-asan/ctest-summary.log | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/')
+echo "release: $((rt - rf)) passed, $rf failed; asan: $((at - af)) passed, $af failed"
+echo "tests: $((rt - rf + at - af)) passed, $((rf + af)) failed"

@@ -250,6 +250,35 @@ TEST_P(PluginBinary, ApiErrorsNameTheirCause) {
   EXPECT_EQ(open.exit_code, 0) << open.out;
 }
 
+TEST_P(PluginBinary, EveryLookupFailurePassesThroughUnderTheOpenPolicy) {
+  const auto open = conf({{"failure_policy", "open"}, {"api_timeout_ms", 300}});
+  const std::vector<std::pair<const char*, ApiFault>> faults = {
+      {"down", fault([](ApiFault& f) { f.drop = true; })},
+      {"slow", fault([](ApiFault& f) { f.delay_ms = 2000; })},
+      {"403", fault([](ApiFault& f) { f.status = 403; })},
+      {"500", fault([](ApiFault& f) { f.status = 500; })},
+      {"bad JSON", fault([](ApiFault& f) { f.bad_json = true; })},
+  };
+  for (const auto& [name, f] : faults) {
+    api_->clear_faults();
+    api_->add_fault(f);
+    const auto x = add("legacy", "batch", open);
+    EXPECT_EQ(x.exit_code, 0) << name << ": " << x.out << x.err;
+    EXPECT_EQ(stdout_json(x), prev_result(GetParam())) << name;
+    EXPECT_NE(x.err.find("failure_policy=open"), std::string::npos) << name;
+  }
+  api_->clear_faults();
+  const auto kubeconfig = *run_dir_ / "kubeconfig-open-bad-token";
+  const auto token = *run_dir_ / "open-bad-token";
+  api_->write_kubeconfig(kubeconfig, token);
+  std::ofstream(token) << "not-the-token";
+  auto c = open;
+  c["kubeconfig"] = kubeconfig.string();
+  const auto x = add("legacy", "batch", c);
+  EXPECT_EQ(x.exit_code, 0) << "401: " << x.out;
+  EXPECT_NE(x.err.find("401"), std::string::npos);
+}
+
 TEST_P(PluginBinary, WrongTokenIs401) {
   const auto kubeconfig = *run_dir_ / "kubeconfig-bad-token";
   const auto token = *run_dir_ / "bad-token";

@@ -2,6 +2,7 @@
 // netns, hands it to the ztunnel stand-in over ZDS and marks the pod in the API stand-in; then
 // real traffic between pods goes through the stand-in's proxies.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -196,6 +197,34 @@ TEST_F(Enrolment, CheckFollowsTheRules) {
   const auto x = cni("CHECK", a_);
   EXPECT_NE(x.exit_code, 0);
   EXPECT_NE(x.out.find("not in place"), std::string::npos) << x.out;
+}
+
+TEST_F(Enrolment, HealthReadinessAndMetricsEndpoints) {
+  auto o = agent_options();
+  o.listen_address = "127.0.0.1";
+  o.health_port = 0;
+  o.metrics_port = 0;
+  env_->start_agent(o);
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  httplib::Client health("127.0.0.1", env_->agent().health_port());
+  httplib::Client metrics("127.0.0.1", env_->agent().metrics_port());
+  const auto live = health.Get("/healthz");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  const auto ready = health.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  ASSERT_EQ(cni("ADD", a_).exit_code, 0);
+  const auto m = metrics.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  for (const char* line : {"ambient_cni_enrolled_pods 1", "ambient_cni_ztunnel_connections 1",
+                           "ambient_cni_requests_total{op=\"add\",result=\"ok\"} 1",
+                           "ambient_cni_add_duration_seconds_count 1"}) {
+    EXPECT_NE(m->body.find(line), std::string::npos) << line << "\n" << m->body;
+  }
+  env_->stop_agent();  // a stopped agent is not ready (and not listening)
+  EXPECT_FALSE(health.Get("/readyz"));
 }
 
 TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {
