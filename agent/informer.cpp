@@ -93,7 +93,6 @@ bool Informer::relist(kube::Client& client) {
     store_ = std::move(fresh);
     resource_version_ = list["metadata"].value("resourceVersion", "");
   }
-  ++relists_;
   for (const auto& [k, v] : changes) on_change_(k, v ? &*v : nullptr);
   if (!synced_.exchange(true)) {
     log_->info("{}: synced ({} objects)", options_.name, store_.size());

@@ -48,8 +48,6 @@ class Informer {
   std::optional<nlohmann::json> get(const std::string& key) const;
   std::vector<nlohmann::json> items() const;
 
-  std::uint64_t relists() const { return relists_; }
-
   // "namespace/name" for namespaced objects, "name" otherwise.
   static std::string key_of(const nlohmann::json& object);
 
@@ -69,7 +67,6 @@ class Informer {
   std::atomic<bool> running_{false};
   std::atomic<bool> stopping_{false};  // aborts an idle watch
   std::atomic<bool> synced_{false};
-  std::atomic<std::uint64_t> relists_{0};
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::map<std::string, nlohmann::json> store_;

@@ -55,15 +55,6 @@ void Reconciler::stop() {
   threads_.clear();
 }
 
-bool Reconciler::wait_startup(std::chrono::milliseconds timeout) const {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!startup_done_ && std::chrono::steady_clock::now() < until) {
-    std::unique_lock lock(mu_);
-    idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
-  }
-  return startup_done_;
-}
-
 bool Reconciler::idle() const {
   std::lock_guard lock(mu_);
   return queue_.empty() && busy_.empty();

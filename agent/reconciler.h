@@ -61,7 +61,6 @@ class Reconciler {
   void start();
   void stop();
   bool startup_done() const { return startup_done_; }
-  bool wait_startup(std::chrono::milliseconds timeout) const;
   // True when no pod is queued or being worked on.
   bool idle() const;
 
