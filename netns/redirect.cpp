@@ -123,15 +123,16 @@ std::string render_nat(const RedirectOptions& o) {
   return out;
 }
 
-std::string render_mangle(const RedirectOptions& o) {
+std::string render_mangle() {
   std::string out;
   TableWriter t(out, c::kMangleTable);
   t.begin("filter", -150, "route", -150);
-  if (!o.bypass_inbound_capture) {
-    // Keep the connmark bits outside our mask: other agents may use them.
-    t.prerouting(fmt::format("meta mark & {:#x} == {:#x} ct mark set ct mark & {:#x} | {:#x}",
-                             c::kMarkMask, c::kZtunnelMark, ~c::kMarkMask, c::kConnMark));
-  }
+  // Kept with bypass-inbound-capture too: such a pod still takes HBONE on 15008, and ztunnel's
+  // spoofed leg to the app needs this connmark so the app's replies route back to ztunnel
+  // (ambient-contract.md §4; Istio's ingress goldens keep it, istio#58577). Keep the connmark
+  // bits outside our mask: other agents may use them.
+  t.prerouting(fmt::format("meta mark & {:#x} == {:#x} ct mark set ct mark & {:#x} | {:#x}",
+                           c::kMarkMask, c::kZtunnelMark, ~c::kMarkMask, c::kConnMark));
   t.output(
       fmt::format("ct mark & {:#x} == {:#x} meta mark set ct mark", c::kMarkMask, c::kConnMark));
   return out;
@@ -248,7 +249,7 @@ std::vector<std::string_view> RedirectPlan::tables() const {
 
 std::string RedirectPlan::render() const {
   std::string out = render_nat(options_);
-  out += render_mangle(options_);
+  out += render_mangle();
   out += options_.dns_capture ? render_raw() : render_delete_table(c::kRawTable);
   return out;
 }

@@ -19,7 +19,8 @@ struct RedirectOptions {
   bool ipv4 = true;
   bool ipv6 = false;
   bool dns_capture = true;
-  // Outbound capture only: no inbound redirect, no connmark on ztunnel's packets.
+  // Ingress mode: no inbound plaintext redirect (15006); outbound capture, HBONE on 15008 and the
+  // connmark for ztunnel's spoofed inbound leg stay.
   bool bypass_inbound_capture = false;
   // TCP arriving on these interfaces is treated as outbound (KubeVirt/VM interfaces).
   std::vector<std::string> reroute_interfaces;

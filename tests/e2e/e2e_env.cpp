@@ -34,7 +34,7 @@ json ns_object(const std::string& name, json labels) {
           {"metadata", {{"name", name}, {"labels", labels}}}};
 }
 
-Env::Env(const std::string& test_name, const std::string& host_netns)
+Env::Env(const std::string& test_name, const std::string& host_netns, bool ztunnel_standin)
     : run_dir_(fs::temp_directory_path() /
                ("ambient-e2e-" + std::to_string(::getpid()) + "-" + test_name)),
       host_netns_(host_netns) {
@@ -42,7 +42,7 @@ Env::Env(const std::string& test_name, const std::string& host_netns)
   fs::create_directories(run_dir_);
   api_.start();
   api_.write_kubeconfig(run_dir_ / "kubeconfig");
-  start_ztunnel();
+  if (ztunnel_standin) start_ztunnel();
 }
 
 Env::~Env() {
@@ -55,7 +55,7 @@ Env::~Env() {
 agent::AgentOptions Env::agent_options() const {
   agent::AgentOptions o;
   o.run_dir = run_dir_.string();
-  o.ztunnel_socket = (run_dir_ / "ztunnel.sock").string();
+  o.ztunnel_socket = zds_socket();
   o.kubeconfig = (run_dir_ / "kubeconfig").string();
   o.host_netns = host_netns_;
   o.node_name = "node-1";
@@ -82,7 +82,7 @@ void Env::stop_agent() {
 
 void Env::start_ztunnel() {
   ztunnel_ = std::make_unique<standins::ZtunnelStandin>(
-      standins::ZtunnelStandin::Options{(run_dir_ / "ztunnel.sock").string(), 100ms});
+      standins::ZtunnelStandin::Options{zds_socket(), 100ms});
   ztunnel_->start();
 }
 

@@ -27,14 +27,16 @@ nlohmann::json ns_object(const std::string& name, nlohmann::json labels = nlohma
 
 class Env {
  public:
-  // host_netns: the netns playing the node (host probe SNAT).
-  Env(const std::string& test_name, const std::string& host_netns);
+  // host_netns: the netns playing the node (host probe SNAT). Without the ztunnel stand-in the
+  // test brings its own ZDS client on zds_socket() (the real ztunnel).
+  Env(const std::string& test_name, const std::string& host_netns, bool ztunnel_standin = true);
   ~Env();
 
   testing::ApiServerStandin& api() { return api_; }
   standins::ZtunnelStandin& ztunnel() { return *ztunnel_; }
   agent::Agent& agent() { return *agent_; }
   const std::filesystem::path& run_dir() const { return run_dir_; }
+  std::string zds_socket() const { return (run_dir_ / "ztunnel.sock").string(); }
 
   agent::AgentOptions agent_options() const;
   void start_agent(agent::AgentOptions options);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -195,6 +196,69 @@ Topology::~Topology() {
   for (const auto& n : created_) sh("ip netns del " + n);
 }
 
+BridgeNode::BridgeNode() {
+  prefix_ = "ambtest-" + std::to_string(getpid()) + "-" + hex_random();
+  try {
+    const std::string N = node();
+    must("ip netns add " + N);
+    created_.push_back(N);
+    must("ip -n " + N + " link set lo up");
+    must("ip -n " + N + " link add br0 type bridge");
+    must("ip -n " + N + " addr add 10.246.0.1/24 dev br0");
+    must("ip -n " + N + " addr add fd00:246::1/64 dev br0 nodad");
+    must("ip -n " + N + " link set br0 up");
+    in_ns(N, [] {
+      for (const char* f :
+           {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}) {
+        std::ofstream(f) << "1";
+      }
+    });
+  } catch (...) {
+    for (const auto& n : created_) sh("ip netns del " + n);
+    throw;
+  }
+}
+
+BridgeNode::~BridgeNode() {
+  for (auto it = created_.rbegin(); it != created_.rend(); ++it) sh("ip netns del " + *it);
+}
+
+BridgeNode::PodNet BridgeNode::add_pod(const std::string& name, bool ipv6) {
+  const int n = next_++;
+  PodNet p;
+  p.netns = prefix_ + "-p-" + name;  // never equal to node()
+  p.path = Topology::path(p.netns);
+  p.ip4 = "10.246.0." + std::to_string(n);
+  if (ipv6) {
+    std::ostringstream v6;
+    v6 << "fd00:246::" << std::hex << n;
+    p.ip6 = v6.str();
+  }
+  const std::string N = node(), P = p.netns, veth = "v" + std::to_string(n);
+  must("ip netns add " + P);
+  created_.push_back(P);
+  must("ip -n " + P + " link set lo up");
+  in_ns(P, [] {
+    for (const char* f :
+         {"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"}) {
+      std::ofstream(f) << "0";
+    }
+  });
+  must("ip -n " + N + " link add " + veth + " type veth peer name eth0 netns " + P);
+  must("ip -n " + N + " link set " + veth + " master br0 up");
+  must("ip -n " + P + " addr add " + p.ip4 + "/24 dev eth0");
+  if (ipv6) must("ip -n " + P + " addr add " + p.ip6 + "/64 dev eth0 nodad");
+  must("ip -n " + P + " link set eth0 up");
+  must("ip -n " + P + " route add default via 10.246.0.1");
+  if (ipv6) must("ip -n " + P + " -6 route add default via fd00:246::1");
+  return p;
+}
+
+void BridgeNode::remove_pod(const PodNet& pod) {
+  sh("ip netns del " + pod.netns);
+  created_.erase(std::remove(created_.begin(), created_.end(), pod.netns), created_.end());
+}
+
 TcpServer::TcpServer(const std::string& ns_name, int family, int port, std::string tag)
     : tag_(std::move(tag)) {
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -322,6 +386,65 @@ ClientResult tcp_exchange(const std::string& ns_name, const std::string& ip, int
       close(fd);
       return r;
     }
+    r.connected = true;
+    if (write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
+      r.error = std::string("write: ") + std::strerror(errno);
+    }
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) r.reply.append(buf, static_cast<size_t>(n));
+    if (n < 0) r.error = std::string("read: ") + std::strerror(errno);
+    close(fd);
+    return r;
+  });
+}
+
+ClientResult socks5_exchange(const std::string& ns_name, int proxy_port, const std::string& ip,
+                             int port, const std::string& payload,
+                             std::chrono::milliseconds timeout) {
+  return in_ns(ns_name, [&] {
+    ClientResult r;
+    socklen_t len;
+    const sockaddr_storage proxy = make_addr("127.0.0.1", proxy_port, len);
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    set_timeouts(fd, timeout);
+    const auto fail = [&](const std::string& what) {
+      r.error = what;
+      close(fd);
+      return r;
+    };
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&proxy), len) != 0) {
+      return fail(std::string("connect to socks5: ") + std::strerror(errno));
+    }
+    const unsigned char hello[] = {5, 1, 0};  // version 5, one method: no authentication
+    unsigned char got[32];
+    if (write(fd, hello, sizeof hello) != sizeof hello || read(fd, got, 2) != 2 || got[0] != 5 ||
+        got[1] != 0) {
+      return fail("socks5 greeting refused");
+    }
+    std::string req = {5, 1, 0};  // CONNECT
+    in_addr a4{};
+    in6_addr a6{};
+    if (inet_pton(AF_INET, ip.c_str(), &a4) == 1) {
+      req += static_cast<char>(1);
+      req.append(reinterpret_cast<const char*>(&a4), 4);
+    } else if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1) {
+      req += static_cast<char>(4);
+      req.append(reinterpret_cast<const char*>(&a6), 16);
+    } else {
+      return fail("bad ip " + ip);
+    }
+    req += static_cast<char>(port >> 8);
+    req += static_cast<char>(port & 0xff);
+    if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+      return fail("socks5 request not sent");
+    }
+    // Reply: VER REP RSV ATYP BND.ADDR BND.PORT (ATYP 1: 4 bytes, 4: 16 bytes).
+    if (read(fd, got, 4) != 4) return fail("no socks5 reply");
+    if (got[1] != 0) return fail("socks5 CONNECT refused, reply " + std::to_string(got[1]));
+    const std::size_t rest = (got[3] == 4 ? 16 : 4) + 2;
+    if (read(fd, got, rest) != static_cast<ssize_t>(rest)) return fail("short socks5 reply");
     r.connected = true;
     if (write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
       r.error = std::string("write: ") + std::strerror(errno);

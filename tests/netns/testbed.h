@@ -66,6 +66,36 @@ class Topology {
   std::vector<std::string> created_;
 };
 
+// A node as the bridge CNI lays it out: a node netns holding a bridge (10.246.0.1/24,
+// fd00:246::1/64) that forwards, and pods, each a netns whose eth0 is on the bridge with a default
+// route through it. Only our own namespaces are touched; the destructor deletes them all.
+class BridgeNode {
+ public:
+  struct PodNet {
+    std::string netns;  // name under /var/run/netns
+    std::string path;   // /var/run/netns/<name>
+    std::string ip4;
+    std::string ip6;  // empty without IPv6
+  };
+  BridgeNode();
+  ~BridgeNode();
+  BridgeNode(const BridgeNode&) = delete;
+  BridgeNode& operator=(const BridgeNode&) = delete;
+
+  std::string node() const { return prefix_ + "-n"; }
+  std::string node_path() const { return Topology::path(node()); }
+  static constexpr const char* kGateway4 = "10.246.0.1";
+  // A pod with the next free address (10.246.0.10, .11, …; with ipv6 also fd00:246::a, …).
+  PodNet add_pod(const std::string& name, bool ipv6 = false);
+  // Deletes the pod's netns (its veth goes with it), as a runtime removing the sandbox.
+  void remove_pod(const PodNet& pod);
+
+ private:
+  std::string prefix_;
+  int next_ = 10;
+  std::vector<std::string> created_;
+};
+
 // A TCP server in a netns: every connection gets "<tag>:" + whatever it sent, echoed back, and
 // its peer address is recorded.
 class TcpServer {
@@ -109,6 +139,12 @@ struct ClientResult {
 ClientResult tcp_exchange(const std::string& ns_name, const std::string& ip, int port,
                           const std::string& payload,
                           std::chrono::milliseconds timeout = std::chrono::seconds(8));
+
+// tcp_exchange through a SOCKS5 proxy at 127.0.0.1:proxy_port in ns_name (CONNECT ip:port, no
+// authentication): how a client hands connections to a dedicated ztunnel without iptables.
+ClientResult socks5_exchange(const std::string& ns_name, int proxy_port, const std::string& ip,
+                             int port, const std::string& payload,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(8));
 
 // Sends an A query for `name` over UDP (or TCP) from ns_name to ip:53; returns the IPv4 address
 // of the answer, or "" on timeout/no answer.

@@ -1143,6 +1143,16 @@ std::optional<nlohmann::json> ApiServerStandin::get_object(std::string_view kind
   return it->second;
 }
 
+std::vector<nlohmann::json> ApiServerStandin::list_objects(std::string_view kind) const {
+  const std::string canonical = canonical_kind(kind);
+  std::vector<nlohmann::json> out;
+  std::lock_guard lock(impl_->mu);
+  for (const auto& [key, obj] : impl_->objects) {
+    if (key.kind == canonical) out.push_back(obj);
+  }
+  return out;
+}
+
 void ApiServerStandin::load_objects(const nlohmann::json& objects) {
   const json* items = &objects;
   if (objects.is_object() && objects.contains("items")) items = &objects["items"];

@@ -104,6 +104,8 @@ class ApiServerStandin {
   void remove_object(std::string_view kind, std::string_view ns, std::string_view name);
   std::optional<nlohmann::json> get_object(std::string_view kind, std::string_view ns,
                                            std::string_view name) const;
+  // Every object of a kind, in key order.
+  std::vector<nlohmann::json> list_objects(std::string_view kind) const;
   // put() for each object of a JSON array or a List ({"items": [...]}); throws
   // std::invalid_argument for anything else.
   void load_objects(const nlohmann::json& objects);
