@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, as root on Debian 12: installs packages, builds, runs every layer
-# (unit, netns, e2e) in the release build, again under ASan + UBSan, then the fuzz targets
-# for a bounded time. Ends with one summary line over both CTest runs.
+# The whole test suite, as root on Debian 12: installs packages, builds the real peers (ztunnel,
+# cached), builds, runs every layer (unit, netns, e2e) in the release build, again under
+# ASan + UBSan, then the fuzz targets for a bounded time. Ends with one summary line over both CTest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then echo "run as root: the netns and e2e layers create network namespaces" >&2; exit 2; fi
 scripts/deps.sh
 scripts/check-format.sh
+# Real peers the e2e layer runs against (built once into the peers cache, reused after).
+echo "==> peers"
+scripts/peers.sh ztunnel >/dev/null
 
 echo "==> release build"
 scripts/build.sh release

@@ -211,8 +211,11 @@ TEST_F(RealZtunnel, MeshToMeshIsHboneWithBothIdentities) {
   EXPECT_EQ(app.peers(), std::vector<std::string>{a.ip4});  // transparent inbound leg
 
   // ztunnel's own account: outbound on A's side to B's 15008 carrying B:8080, inbound on B's.
-  ASSERT_TRUE(ZtunnelPeer::wait_for(
-      [&] { return !completed(*zt_, "inbound", "dst.hbone_addr", b.ip4 + ":8080").empty(); }));
+  // Both ends log "connection complete" when their side closes, shortly after the app's reply.
+  ASSERT_TRUE(ZtunnelPeer::wait_for([&] {
+    return !completed(*zt_, "inbound", "dst.hbone_addr", b.ip4 + ":8080").empty() &&
+           !completed(*zt_, "outbound", "dst.hbone_addr", b.ip4 + ":8080").empty();
+  }));
   const auto out = completed(*zt_, "outbound", "dst.hbone_addr", b.ip4 + ":8080");
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].at("dst.addr"), b.ip4 + ":15008");
@@ -334,7 +337,8 @@ TEST_F(RealZtunnel, SidecarSpeaksHboneStraightToTheDestination) {
   EXPECT_EQ(in.back().at("src.identity"), principal(s));
   EXPECT_EQ(in.back().at("dst.identity"), principal(b));
   // The client's side: its own proxy sent HBONE; our node ztunnel holds no proxy for it.
-  EXPECT_FALSE(completed(sidecar, "outbound", "dst.hbone_addr", b.ip4 + ":8080").empty());
+  EXPECT_TRUE(ZtunnelPeer::wait_for(
+      [&] { return !completed(sidecar, "outbound", "dst.hbone_addr", b.ip4 + ":8080").empty(); }));
   EXPECT_FALSE(served(s));
 
   // B's policy applies to that identity: denied by principal.
@@ -348,6 +352,13 @@ TEST_F(RealZtunnel, SidecarSpeaksHboneStraightToTheDestination) {
   EXPECT_TRUE(ZtunnelPeer::wait_for([&] {
     for (auto& l : zt_->log_matching({{"scope", "access"}, {"direction", "inbound"}})) {
       if (l["error"].find("explicitly denied by: demo/deny-s") != std::string::npos) return true;
+    }
+    return false;
+  }));
+  // The sidecar's CONNECT was answered 401 by B's ztunnel.
+  EXPECT_TRUE(ZtunnelPeer::wait_for([&] {
+    for (auto& l : completed(sidecar, "outbound", "dst.hbone_addr", b.ip4 + ":8080")) {
+      if (l["error"] == "http status: 401 Unauthorized") return true;
     }
     return false;
   }));
@@ -484,16 +495,18 @@ TEST_F(RealZtunnel, LabelsMovePodsInAndOutOfZtunnel) {
   ASSERT_EQ(
       env_->kubectl({"label", "pod", "-n", "late", "q", "istio.io/dataplane-mode=none"}).exit_code,
       0);
-  ASSERT_TRUE(ZtunnelPeer::wait_for([&] { return !served(q); }, 15s));
-  EXPECT_EQ(e2e::Env::rules(q), netns::RedirectStatus::Absent);
+  // Released: ztunnel's del first, then the rules (a look in between sees them half gone).
+  ASSERT_TRUE(ZtunnelPeer::wait_for(
+      [&] { return !served(q) && e2e::Env::rules(q) == netns::RedirectStatus::Absent; }, 15s));
   EXPECT_TRUE(served(p));
   sync_mesh();
   EXPECT_TRUE(served(p));
   EXPECT_FALSE(served(q));
 
   ASSERT_EQ(env_->kubectl({"label", "ns", "late", "istio.io/dataplane-mode-"}).exit_code, 0);
-  ASSERT_TRUE(ZtunnelPeer::wait_for([&] { return !served(p); }, 15s));
-  EXPECT_EQ(e2e::Env::rules(p), netns::RedirectStatus::Absent);
+  // Released: ztunnel's del first, then the rules (a look in between sees them half gone).
+  ASSERT_TRUE(ZtunnelPeer::wait_for(
+      [&] { return !served(p) && e2e::Env::rules(p) == netns::RedirectStatus::Absent; }, 15s));
   sync_mesh();
   // Direct now: from outside the mesh straight to p's app, nothing in ztunnel's log.
   const auto before = zt_->log_matching({{"scope", "access"}}).size();
