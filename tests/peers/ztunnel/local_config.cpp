@@ -1,6 +1,7 @@
 #include "tests/peers/ztunnel/local_config.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -183,6 +184,100 @@ std::string LocalConfig::render() const {
     }
   }
   return out;
+}
+
+namespace {
+
+std::vector<std::string> strings(const json& j, const char* key, const std::string& where) {
+  std::vector<std::string> out;
+  if (!j.contains(key)) return out;
+  if (!j[key].is_array()) throw std::invalid_argument(where + "." + key + " is not an array");
+  for (const auto& v : j[key]) {
+    if (!v.is_string()) throw std::invalid_argument(where + "." + key + " holds a non-string");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<int> numbers(const json& j, const char* key, const std::string& where) {
+  std::vector<int> out;
+  if (!j.contains(key)) return out;
+  if (!j[key].is_array()) throw std::invalid_argument(where + "." + key + " is not an array");
+  for (const auto& v : j[key]) {
+    if (!v.is_number_integer()) throw std::invalid_argument(where + "." + key + " holds a non-integer");
+    out.push_back(v.get<int>());
+  }
+  return out;
+}
+
+std::string text(const json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || !j[key].is_string()) {
+    throw std::invalid_argument(where + "." + key + " is missing or not a string");
+  }
+  return j[key].get<std::string>();
+}
+
+}  // namespace
+
+LocalConfig extras_from_json(const json& extras) {
+  if (!extras.is_object()) throw std::invalid_argument("extras: not an object");
+  LocalConfig c;
+  for (const auto& s : extras.value("services", json::array())) {
+    const std::string where = "services[" + std::to_string(c.services.size()) + "]";
+    if (!s.is_object()) throw std::invalid_argument(where + " is not an object");
+    LocalService svc;
+    svc.name = text(s, "name", where);
+    svc.namespace_ = text(s, "namespace", where);
+    svc.hostname = text(s, "hostname", where);
+    svc.vips = strings(s, "vips", where);
+    svc.endpoints = strings(s, "endpoints", where);
+    if (!s.contains("ports") || !s["ports"].is_object()) {
+      throw std::invalid_argument(where + ".ports is missing or not an object");
+    }
+    for (auto it = s["ports"].begin(); it != s["ports"].end(); ++it) {
+      if (!it->is_number_integer()) throw std::invalid_argument(where + ".ports has a non-integer");
+      svc.ports[std::stoi(it.key())] = it->get<int>();
+    }
+    c.services.push_back(std::move(svc));
+  }
+  for (const auto& p : extras.value("policies", json::array())) {
+    const std::string where = "policies[" + std::to_string(c.policies.size()) + "]";
+    if (!p.is_object()) throw std::invalid_argument(where + " is not an object");
+    LocalPolicy pol;
+    pol.name = text(p, "name", where);
+    pol.namespace_ = text(p, "namespace", where);
+    const std::string scope = p.value("scope", "Namespace");
+    if (scope == "Namespace") {
+      pol.scope = LocalPolicy::Scope::kNamespace;
+    } else if (scope == "Global") {
+      pol.scope = LocalPolicy::Scope::kGlobal;
+    } else {
+      throw std::invalid_argument(where + ".scope must be Namespace or Global");
+    }
+    const std::string action = text(p, "action", where);
+    if (action != "Allow" && action != "Deny") {
+      throw std::invalid_argument(where + ".action must be Allow or Deny");
+    }
+    pol.action = action == "Allow" ? LocalPolicy::Action::kAllow : LocalPolicy::Action::kDeny;
+    for (const auto& rule : p.value("rules", json::array())) {
+      if (!rule.is_array()) throw std::invalid_argument(where + ".rules holds a non-array");
+      std::vector<PolicyMatch> clause;
+      for (const auto& m : rule) {
+        if (!m.is_object()) throw std::invalid_argument(where + ".rules holds a non-object match");
+        PolicyMatch pm;
+        pm.namespaces = strings(m, "namespaces", where);
+        pm.not_namespaces = strings(m, "notNamespaces", where);
+        pm.principals = strings(m, "principals", where);
+        pm.not_principals = strings(m, "notPrincipals", where);
+        pm.destination_ports = numbers(m, "destinationPorts", where);
+        pm.not_destination_ports = numbers(m, "notDestinationPorts", where);
+        clause.push_back(std::move(pm));
+      }
+      pol.rules.push_back(std::move(clause));
+    }
+    c.policies.push_back(std::move(pol));
+  }
+  return c;
 }
 
 std::vector<LocalWorkload> workloads_from_pods(const std::vector<json>& pods,

@@ -85,6 +85,16 @@ struct LocalConfig {
 std::vector<LocalWorkload> workloads_from_pods(const std::vector<nlohmann::json>& pods,
                                                const std::string& node);
 
+// Services and policies from JSON (the demo's file), in ztunnel's own key names:
+//   {"services": [{"name", "namespace", "hostname", "vips": [ip], "ports": {"80": 8080},
+//                  "endpoints": ["<ns>/<pod>"]}],
+//    "policies": [{"name", "namespace", "scope": "Namespace", "action": "Allow"|"Deny",
+//                  "rules": [[{"namespaces": [..], "notNamespaces": [..], "principals": [..],
+//                              "notPrincipals": [..], "destinationPorts": [..],
+//                              "notDestinationPorts": [..]}]]}]}
+// Throws std::invalid_argument naming what is wrong.
+LocalConfig extras_from_json(const nlohmann::json& extras);
+
 // "spiffe://cluster.local/ns/<ns>/sa/<sa>"
 std::string spiffe_identity(const std::string& ns, const std::string& sa);
 
