@@ -204,7 +204,8 @@ std::vector<int> numbers(const json& j, const char* key, const std::string& wher
   if (!j.contains(key)) return out;
   if (!j[key].is_array()) throw std::invalid_argument(where + "." + key + " is not an array");
   for (const auto& v : j[key]) {
-    if (!v.is_number_integer()) throw std::invalid_argument(where + "." + key + " holds a non-integer");
+    if (!v.is_number_integer())
+      throw std::invalid_argument(where + "." + key + " holds a non-integer");
     out.push_back(v.get<int>());
   }
   return out;

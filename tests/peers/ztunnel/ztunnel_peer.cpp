@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -169,7 +171,16 @@ void ZtunnelPeer::start(const LocalConfig& config) {
   argv.push_back(ztunnel_binary());
   {
     std::ofstream log(log_path(), std::ios::app);
-    log << "### start " << ++starts_ << " (" << o_.name << ")\n";
+    // A timestamp in ztunnel's own format, so start → ready can be read off the log.
+    const auto now = std::chrono::system_clock::now();
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+        1000000;
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", std::gmtime(&t));
+    log << "### start " << ++starts_ << " (" << o_.name << ") " << stamp << "." << std::setw(6)
+        << std::setfill('0') << us << "Z\n";
   }
   process_ = std::make_unique<testing::BackgroundProcess>(argv, log_path().string());
   // An invalid config or a refused privilege ends the process at once.
