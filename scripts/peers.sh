@@ -6,11 +6,28 @@
 #   scripts/peers.sh path ztunnel     print the cached binary's path, or fail if it is not built
 #
 # Cache: $AMBIENT_PEERS_CACHE (default /var/cache/ambient-cni/peers)/<name>-<version>/.
-# Sources: ../shared/peers (or $AMBIENT_PEERS_SRC) for ztunnel; registries for everything else.
+# Sources: shared/peers beside the clone (or $AMBIENT_PEERS_SRC) for ztunnel; registries for the rest.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${AMBIENT_PEERS_CACHE:-/var/cache/ambient-cni/peers}"
-peers_src="${AMBIENT_PEERS_SRC:-$here/../shared/peers}"
+# Where the peers' sources are: $AMBIENT_PEERS_SRC, else a shared/peers folder beside the clone or
+# above it, else the workplace's /work/shared/peers.
+peers_src_candidates() {
+  [[ -n ${AMBIENT_PEERS_SRC:-} ]] && echo "$AMBIENT_PEERS_SRC"
+  local d=$here
+  while [[ $d != / ]]; do
+    d=$(dirname "$d")
+    echo "$d/shared/peers"
+  done
+  echo /work/shared/peers
+}
+find_source() {  # file name → path of the first candidate folder holding it
+  local c
+  while read -r c; do
+    [[ -f "$c/$1" ]] && { echo "$c/$1"; return 0; }
+  done < <(peers_src_candidates)
+  return 1
+}
 
 ZTUNNEL_VERSION=1.31.0-rc.0
 
@@ -51,8 +68,8 @@ build_ztunnel() {
     echo "$bin"
     return 0
   fi
-  tarball="$peers_src/ztunnel-$ZTUNNEL_VERSION.tar.gz"
-  [[ -f "$tarball" ]] || die "ztunnel source $tarball is missing (set AMBIENT_PEERS_SRC to the folder holding it)"
+  tarball=$(find_source "ztunnel-$ZTUNNEL_VERSION.tar.gz") ||
+    die "ztunnel source ztunnel-$ZTUNNEL_VERSION.tar.gz is missing; looked in: $(peers_src_candidates | tr '\n' ' ')(set AMBIENT_PEERS_SRC to the folder holding it)"
   if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
