@@ -3,9 +3,11 @@
 #include <httplib.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -19,9 +21,12 @@
 #include "agent/pod_table.h"
 #include "agent/reconciler.h"
 #include "agent/zds_server.h"
+#include "config/decision.h"
 #include "config/errors.h"
+#include "config/kube_objects.h"
 #include "kube/kubeconfig.h"
 #include "netns/host_probe.h"
+#include "rundir/store.h"
 
 namespace ambient::agent {
 namespace {
@@ -61,22 +66,39 @@ class HttpEndpoint {
   int port_ = -1;
 };
 
+// The host probe table as an enrolment step.
+class HostProbeStep final : public ProbeStep {
+ public:
+  explicit HostProbeStep(netns::HostProbeSnat& probes) : probes_(probes) {}
+  void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
+    probes_.set_pod(uid, ips);
+  }
+
+ private:
+  netns::HostProbeSnat& probes_;
+};
+
 }  // namespace
 
-struct Agent::Impl {
+struct Agent::Impl final : PluginRequests {
   AgentOptions options;
   std::shared_ptr<spdlog::logger> log;
-  Metrics metrics;
+  std::shared_ptr<Metrics> metrics_ptr;
+  Metrics& metrics;
+  rundir::RunDir run_dir;
   PodTable pods;
   ApiPool api;
   StatusAnnotator status;
   kube::Kubeconfig kubeconfig;
   netns::NetnsHandle host;
   netns::HostProbeSnat probes;
+  HostProbeStep probe_step;
+  std::unique_ptr<NetnsOpener> netns_opener = make_path_netns_opener();
+  std::unique_ptr<RulesStep> rules = make_nft_rules_step();
   NetnsFinder finder;
-  std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<ZdsServer> zds;
   std::unique_ptr<Enroller> enroller;
+  std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<PluginServer> plugin_server;
   HttpEndpoint health;
   HttpEndpoint metrics_http;
@@ -85,35 +107,39 @@ struct Agent::Impl {
   Impl(AgentOptions o, std::shared_ptr<spdlog::logger> l)
       : options(std::move(o)),
         log(std::move(l)),
-        pods(options.run_dir),
+        metrics_ptr(options.metrics ? options.metrics : std::make_shared<Metrics>()),
+        metrics(*metrics_ptr),
+        run_dir(options.run_dir),
+        pods(run_dir),
         api(load_kubeconfig(options.kubeconfig), client_options()),
         status(api),
         kubeconfig(load_kubeconfig(options.kubeconfig)),
         host(host_netns(options.host_netns)),
         probes(host.dup(), netns::HostProbeConfig{options.kubelet_uid}),
-        finder(options.run_dir, options.proc_root, host.inode()) {
+        probe_step(probes),
+        finder(run_dir, options.proc_root, host.inode()) {
     zds = std::make_unique<ZdsServer>(
         ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline},
         [this] { return snapshot(); }, log);
-    enroller = std::make_unique<Enroller>(EnrollerDeps{pods, *zds, probes, status, metrics, log});
+    enroller = std::make_unique<Enroller>(
+        EnrollerDeps{pods, *netns_opener, *rules, probe_step, *zds, status, metrics, log});
     if (options.watch) {
       ReconcilerOptions ro;
       ro.policy = options.policy;
-      ro.dns_capture = options.dns_capture;
-      ro.ipv6 = options.ipv6;
+      ro.defaults = defaults();
       ro.node_name = options.node_name;
       ro.drift_interval = options.drift_interval;
       ro.watch_timeout = options.watch_timeout;
       reconciler = std::make_unique<Reconciler>(
           ro, ReconcilerDeps{
-                  pods, *enroller, probes, api,
+                  pods, *enroller, *rules, probes, api,
                   [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
                   finder, metrics, log});
     }
-    plugin_server = std::make_unique<PluginServer>(
-        config::run_dir::agent_socket(options.run_dir),
-        [this](const config::AgentRequest& r) { return handle(r); }, log);
+    plugin_server = std::make_unique<PluginServer>(run_dir.agent_socket(), *this, log);
   }
+
+  NodeDefaults defaults() const { return {options.dns_capture, options.ipv6}; }
 
   kube::ClientOptions client_options() const {
     kube::ClientOptions c;
@@ -130,82 +156,113 @@ struct Agent::Impl {
   std::vector<ZdsWorkload> snapshot() {
     std::vector<ZdsWorkload> out;
     for (const auto& p : pods.all()) {
-      out.push_back({p.record.uid, p.record.name, p.record.namespace_, p.service_account,
+      out.push_back({p.uid(), p.pod().name, p.pod().namespace_, p.enrolment.service_account,
                      p.netns ? p.netns->fd() : -1});
     }
     return out;
   }
 
-  // The plugin's pod lookup: one GET each on the agent's warm connection — no TLS handshake or
-  // libcurl load in the plugin's exec. Never from the watch caches: a namespace labelled a moment
-  // before the sandbox starts may not have reached them yet, and the ADD must see it.
-  config::AgentReply lookup(const config::PodRecord& p) {
-    config::AgentReply reply;
-    try {
-      std::tie(reply.pod, reply.namespace_) = api.with([&](kube::Client& c) {
-        const std::string ns_path = "/api/v1/namespaces/" + p.namespace_;
-        return std::pair{c.get(ns_path + "/pods/" + p.name), c.get(ns_path)};
-      });
-      reply.ok = true;
-      metrics.count_request("lookup", "ok");
-    } catch (const kube::ApiError& e) {
-      metrics.count_request("lookup", "failed");
-      reply = config::AgentReply::failure(
-          contract::cni_code::kTryAgainLater,
-          "looking up pod " + p.namespace_ + "/" + p.name + ": " + e.what());
+  // A sandbox's ADD, in one round trip: the pod and its namespace read fresh on the agent's warm
+  // connection (never the watch caches: a namespace labelled a moment before the sandbox starts
+  // may not have reached them), the same decision the reconciler makes, and the enrolment.
+  // docs/decisions/009-one-enrolment-api.md
+  AddResult add(const rundir::PodRecord& sandbox) override {
+    Decision r = decide(sandbox);
+    if (!r.decided || !r.enrolled) return r;  // undecided, or untouched with its reason
+    const auto e = enrolment_for(*r.pod, sandbox, defaults());
+    for (const auto& w : e.redirect.warnings) {
+      log->warn("pod {}/{}: {}", sandbox.namespace_, sandbox.name, w);
     }
-    return reply;
-  }
-
-  config::AgentReply handle(const config::AgentRequest& r) {
-    config::AgentReply reply;
-    if (r.op == "lookup") return lookup(r.pod);
-    if (r.op == "add") {
-      reply = enroller->add(r);
-    } else if (r.op == "del") {
-      reply = enroller->del(r);
-    } else {
-      reply = enroller->check(r);
-    }
+    r.outcome = enroller->enrol(e);
+    r.enrolled = r.outcome.ok;
     metrics.set_ztunnel_connections(zds->connections());
-    return reply;
+    return r;
   }
 
-  // DELs that happened while no agent ran.
-  void process_tombstones(const std::vector<EnrolledPod>& persisted) {
-    std::error_code ec;
-    const fs::path dir = config::run_dir::tombstones_dir(options.run_dir);
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      std::ifstream in(entry.path());
-      const auto j = nlohmann::json::parse(in, nullptr, false);
-      try {
-        const auto tomb = config::pod_record_from_json(j);
-        for (const auto& p : persisted) {
-          if (p.record.container_id == tomb.container_id) {
-            log->info("tombstone: pod {}/{} was deleted while no agent ran", p.record.namespace_,
-                      p.record.name);
-            enroller->release(p, /*clear_annotation=*/true);
-          }
-        }
-      } catch (const config::ConfigError& e) {
-        log->warn("ignoring unreadable tombstone {}: {}", entry.path().string(), e.what());
-      }
-      fs::remove(entry.path(), ec);
+  // The pod and its namespace read fresh, and the decision: `enrolled` here means "selected".
+  struct Decision : AddResult {
+    std::optional<config::PodInfo> pod;
+  };
+  Decision decide(const rundir::PodRecord& sandbox) {
+    const std::string who = sandbox.namespace_ + "/" + sandbox.name;
+    Decision r;
+    config::PodInfo pod;
+    config::NamespaceInfo ns;
+    try {
+      std::tie(pod, ns) = api.with([&](kube::Client& c) {
+        const std::string ns_path = "/api/v1/namespaces/" + sandbox.namespace_;
+        return std::pair{config::parse_pod(c.get(ns_path + "/pods/" + sandbox.name)),
+                         config::parse_namespace(c.get(ns_path))};
+      });
+    } catch (const kube::ApiError& e) {
+      metrics.count_request("decide", "failed");
+      r.decided = false;
+      r.outcome = Outcome::failure(contract::cni_code::kTryAgainLater,
+                                   "looking up pod " + who + ": " + e.what());
+      return r;
+    } catch (const config::ConfigError& e) {
+      metrics.count_request("decide", "failed");
+      r.decided = false;
+      r.outcome = Outcome::failure(
+          contract::cni_code::kTryAgainLater,
+          "looking up pod " + who + ": the API returned a malformed object: " + e.what());
+      return r;
     }
+    if (pod.namespace_.empty()) pod.namespace_ = sandbox.namespace_;
+    const auto decision = config::decide(options.policy, pod, ns);
+    for (const auto& w : decision.warnings) log->warn("pod {}: {}", who, w);
+    metrics.count_request("decide", decision.enroll ? "enrol" : "untouched");
+    r.reason = decision.reason;
+    r.enrolled = decision.enroll;
+    r.pod = std::move(pod);
+    return r;
   }
 
+  void del(const rundir::PodRecord& sandbox) override {
+    enroller->release_sandbox(sandbox);
+    metrics.set_ztunnel_connections(zds->connections());
+  }
+
+  // CNI CHECK: an enrolled sandbox must have its rules and a ztunnel; any other must not be one
+  // the decision selects (then ADD failed to enrol it, or it was released since).
+  Outcome check(const rundir::PodRecord& sandbox) override {
+    if (pods.find_by_container(sandbox.container_id)) {
+      return enroller->check(sandbox.container_id);
+    }
+    const auto d = decide(sandbox);
+    if (!d.decided) return d.outcome;
+    if (d.enrolled) {
+      return Outcome::failure(contract::cni_code::kTryAgainLater,
+                              "pod " + sandbox.namespace_ + "/" + sandbox.name +
+                                  " is selected for ambient (" + d.reason +
+                                  ") but not enrolled by the node agent");
+    }
+    return Outcome::success();
+  }
+
+  // What an earlier agent left: tombstones (DELs that happened while no agent ran) release their
+  // pods; every other enrolled pod is restored (netns re-opened, rules and probes re-applied).
   void restore() {
-    std::vector<std::string> errors;
-    auto persisted = pods.load_persisted(errors);
-    for (const auto& e : errors) log->warn("ignoring unreadable pod state {}", e);
-    process_tombstones(persisted);
+    std::vector<rundir::Problem> problems;
+    const auto persisted = run_dir.enrolled(&problems);
+    const auto tombstones = run_dir.take_tombstones(&problems);
+    for (const auto& p : problems) log->warn("run dir: ignoring {}: {}", p.path, p.error);
     std::size_t kept = 0;
-    std::vector<netns::ProbeEntry> desired;
-    for (auto& p : pods.load_persisted(errors)) {
-      if (enroller->restore(p)) ++kept;
+    for (const auto& e : persisted) {
+      const bool deleted = std::any_of(tombstones.begin(), tombstones.end(), [&](const auto& t) {
+        return t.container_id == e.pod.container_id;
+      });
+      if (deleted) {
+        log->info("tombstone: pod {}/{} was deleted while no agent ran", e.pod.namespace_,
+                  e.pod.name);
+        enroller->forget(e, /*clear_annotation=*/true);
+      } else if (enroller->restore(e)) {
+        ++kept;
+      }
     }
+    std::vector<netns::ProbeEntry> desired;
     for (const auto& p : pods.all()) {
-      for (const auto& ip : p.record.ips) desired.push_back({p.record.uid, ip});
+      for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
     }
     probes.ensure();
     const auto report = probes.reconcile(desired);
@@ -289,6 +346,14 @@ int Agent::health_port() const {
 int Agent::metrics_port() const {
   return impl_->metrics_http.port();
 }
+std::size_t Agent::release_all() {
+  auto& s = *impl_;
+  if (s.reconciler) s.reconciler->stop();  // or it would enrol again what is released next
+  const auto n = s.enroller->release_all(/*clear_annotation=*/true);
+  if (n > 0) s.log->info("released {} enrolled pod(s)", n);
+  return n;
+}
+
 Enroller& Agent::enroller() {
   return *impl_->enroller;
 }

@@ -10,6 +10,7 @@
 
 #include <spdlog/logger.h>
 
+#include "agent/metrics.h"
 #include "config/constants.h"
 #include "config/enrollment_policy.h"
 
@@ -38,12 +39,14 @@ struct AgentOptions {
   std::string proc_root = "/proc";
   // Extra readiness condition (e.g. `run`: the plugin is installed); /readyz needs both.
   std::function<bool()> ready_gate;
+  // Shared with whoever else counts into the agent's /metrics (run's installer watcher); the
+  // agent makes its own when null.
+  std::shared_ptr<Metrics> metrics;
 };
 
 class Enroller;
 class PodTable;
 class ZdsServer;
-class Metrics;
 class Reconciler;
 
 class Agent {
@@ -58,6 +61,9 @@ class Agent {
   void start();
   // Stops serving. Enrolled pods stay enrolled: an agent restart must not unmesh them.
   void stop();
+  // Removal (not an upgrade): stops label-driven enrolment, then releases every enrolled pod
+  // (ztunnel del, rules, probe entries, state, annotation). Returns how many.
+  std::size_t release_all();
 
   // Sockets up, earlier state restored and (with watch) every pod on the node reconciled once.
   bool ready() const;

@@ -1,52 +1,64 @@
-// Enrolment of one pod, end to end, and its undoing: in-pod rules, host probe entries, ztunnel
-// handoff, status annotation. Nothing is left half-done: each failure rolls back what came before.
+// Enrolment of one pod, end to end, and its undoing: in-pod rules, host probe entries, the
+// agent's state, ztunnel's ack, the status annotation — in that order, each step's undo pushed
+// on a Rollback so a failure leaves nothing behind (tests/agent/enroller_test.cpp fails each step
+// in turn). The Enroller is the only place that changes a pod's enrolment.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include <spdlog/logger.h>
 
-#include "agent/kube_access.h"
+#include "agent/enrolment.h"
 #include "agent/metrics.h"
 #include "agent/pod_table.h"
-#include "agent/zds_server.h"
-#include "config/agent_protocol.h"
-#include "netns/host_probe.h"
-#include "netns/redirect.h"
 
 namespace ambient::agent {
 
 struct EnrollerDeps {
   PodTable& pods;
-  ZdsServer& zds;
-  netns::HostProbeSnat& probes;
-  StatusAnnotator& status;
+  NetnsOpener& netns;
+  RulesStep& rules;
+  ProbeStep& probes;
+  ZtunnelStep& ztunnel;
+  StatusStep& status;
   Metrics& metrics;
   std::shared_ptr<spdlog::logger> log;
 };
-
-// The in-pod plan for a pod: IPv4 unless it has only IPv6; IPv6 when enabled and present.
-netns::RedirectPlan plan_for(const config::RedirectSettings& settings,
-                             const std::vector<std::string>& ips);
 
 class Enroller {
  public:
   explicit Enroller(EnrollerDeps deps) : d_(std::move(deps)) {}
 
-  // The plugin's requests. Replies carry a CNI error code on failure.
-  config::AgentReply add(const config::AgentRequest& request);
-  config::AgentReply del(const config::AgentRequest& request);
-  config::AgentReply check(const config::AgentRequest& request);
+  // Enrols the pod (or re-enrols it: new sandbox, other settings). Failure: a CNI error code
+  // (11 for everything the kubelet should retry) and nothing of this attempt left in place.
+  Outcome enrol(const Enrolment& e);
 
-  // After a restart: re-opens the pod's netns and re-applies its rules (repairing drift); no ZDS
-  // here, the next snapshot carries it. Returns false (and forgets the pod) when its netns is gone.
-  bool restore(EnrolledPod pod);
+  // A sandbox's DEL: releases the pod when that sandbox is the one enrolled; an older sandbox of
+  // the same pod, or a pod never enrolled, changes nothing. Never fails.
+  void release_sandbox(const rundir::PodRecord& sandbox);
 
-  // Forgets a pod: ztunnel del, in-pod rules, probe entries, state; the annotation too when asked.
-  // Best effort: every step runs even if an earlier one failed.
-  void release(const EnrolledPod& pod, bool clear_annotation);
+  // Forgets an enrolled pod: ztunnel del, in-pod rules, probe entries, state; the annotation too
+  // when asked. Best effort: every step runs even if an earlier one failed.
+  void release(const std::string& uid, bool clear_annotation);
+
+  // Releases a pod known only from the run dir (a tombstone's pod, or uninstall with no agent
+  // running): the same steps, the netns opened by its path.
+  void forget(const Enrolment& e, bool clear_annotation);
+
+  // Releases every enrolled pod; returns how many.
+  std::size_t release_all(bool clear_annotation);
+
+  // Is what ADD set up for this sandbox in place (CNI CHECK)?
+  Outcome check(const std::string& container_id);
+
+  // After a restart: re-opens the pod's netns and re-applies its rules and probe entries (no ZDS
+  // here: the next snapshot carries it). False (and forgotten) when its netns is gone.
+  bool restore(const Enrolment& e);
 
  private:
+  void release_locked(const EnrolledPod& pod, bool clear_annotation);
+
   EnrollerDeps d_;
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/enrolment.h"
 #include "kube/client.h"
 
 namespace ambient::agent {
@@ -39,12 +40,13 @@ class ApiPool {
 
 // ambient.istio.io/redirection on the pods/status subresource (JSON merge patch): istiod sends
 // HBONE to a pod only once it reads "enabled".
-class StatusAnnotator {
+class StatusAnnotator final : public StatusStep {
  public:
   explicit StatusAnnotator(ApiPool& api) : api_(api) {}
-  void set(const std::string& ns, const std::string& name, std::string_view value);  // ApiError
+  void set(const std::string& ns, const std::string& name,
+           std::string_view value) override;  // ApiError
   // Removes the annotation; a pod that no longer exists is fine. Throws ApiError otherwise.
-  void clear(const std::string& ns, const std::string& name);
+  void clear(const std::string& ns, const std::string& name) override;
 
  private:
   ApiPool& api_;

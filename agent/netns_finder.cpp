@@ -8,8 +8,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "config/errors.h"
-
 namespace ambient::agent {
 namespace {
 
@@ -49,31 +47,25 @@ std::string container_id_of(std::string_view cgroup_path) {
 
 }  // namespace
 
-NetnsFinder::NetnsFinder(std::string run_dir, std::string proc_root, std::uint64_t host_inode)
+NetnsFinder::NetnsFinder(rundir::RunDir run_dir, std::string proc_root, std::uint64_t host_inode)
     : run_dir_(std::move(run_dir)), proc_root_(std::move(proc_root)), host_inode_(host_inode) {}
 
 void NetnsFinder::refresh_records() {
-  const auto dir = config::run_dir::pods_dir(run_dir_);
+  const auto dir = run_dir_.pods_dir();
   struct stat st {};
   const std::int64_t mtime =
       ::stat(dir.c_str(), &st) == 0 ? st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec : -2;
   if (mtime == records_mtime_ns_) return;  // no record added or removed since the last read
   records_mtime_ns_ = mtime;
   by_uid_.clear();
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() != ".json") continue;
-    std::ifstream in(entry.path());
-    const auto j = nlohmann::json::parse(in, nullptr, false);
-    try {
-      auto r = config::pod_record_from_json(j);
-      if (!r.uid.empty()) by_uid_[r.uid] = std::move(r);
-    } catch (const config::ConfigError&) {
-    }
+  // Torn or foreign files are reported where the agent starts and by the plugin's GC; here a
+  // record that cannot be read is simply not a way to find a netns.
+  for (auto& r : run_dir_.records()) {
+    if (!r.uid.empty()) by_uid_[r.uid] = std::move(r);
   }
 }
 
-std::optional<config::PodRecord> NetnsFinder::record(const std::string& uid) {
+std::optional<rundir::PodRecord> NetnsFinder::record(const std::string& uid) {
   std::lock_guard g(mu_);
   refresh_records();
   const auto it = by_uid_.find(uid);

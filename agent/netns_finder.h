@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "config/agent_protocol.h"
+#include "rundir/store.h"
 
 namespace ambient::agent {
 
@@ -21,11 +21,11 @@ struct FoundNetns {
 
 class NetnsFinder {
  public:
-  NetnsFinder(std::string run_dir, std::string proc_root, std::uint64_t host_netns_inode);
+  NetnsFinder(rundir::RunDir run_dir, std::string proc_root, std::uint64_t host_netns_inode);
 
   std::optional<FoundNetns> find(const std::string& pod_uid);
   // The record of a pod's ADD, when there is one.
-  std::optional<config::PodRecord> record(const std::string& pod_uid);
+  std::optional<rundir::PodRecord> record(const std::string& pod_uid);
 
   // /proc only (exposed for tests). When several netns show up for the UID, the oldest process
   // wins; the host's netns is skipped.
@@ -34,12 +34,12 @@ class NetnsFinder {
  private:
   void refresh_records();
 
-  std::string run_dir_;
+  rundir::RunDir run_dir_;
   std::string proc_root_;
   std::uint64_t host_inode_;
   std::mutex mu_;
   std::int64_t records_mtime_ns_ = -1;
-  std::map<std::string, config::PodRecord> by_uid_;
+  std::map<std::string, rundir::PodRecord> by_uid_;
 };
 
 }  // namespace ambient::agent

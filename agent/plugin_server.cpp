@@ -18,14 +18,40 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/seqpacket.h"
 #include "config/constants.h"
 #include "config/errors.h"
+#include "rundir/messages.h"
 
 namespace ambient::agent {
 
+namespace {
+
+// Far above any request the plugin sends (a pod record); a bigger one is refused with an answer.
+constexpr std::size_t kMaxRequestBytes = 1 << 20;
+
+rundir::AgentReply translate(PluginRequests& core, const rundir::AgentRequest& req) {
+  if (req.op == "add") {
+    const auto r = core.add(req.pod);
+    if (r.outcome.ok) return rundir::AgentReply::success(r.enrolled, r.reason);
+    auto reply = rundir::AgentReply::failure(r.outcome.code, r.outcome.msg, r.outcome.details);
+    reply.undecided = !r.decided;
+    return reply;
+  }
+  if (req.op == "del") {
+    core.del(req.pod);
+    return rundir::AgentReply::success(false, "released");
+  }
+  const auto o = core.check(req.pod);
+  return o.ok ? rundir::AgentReply::success(true, "in place")
+              : rundir::AgentReply::failure(o.code, o.msg, o.details);
+}
+
+}  // namespace
+
 struct PluginServer::Impl {
   std::string path;
-  Handler handler;
+  PluginRequests* core = nullptr;
   std::shared_ptr<spdlog::logger> log;
   int listen_fd = -1;
   int wake[2] = {-1, -1};
@@ -35,36 +61,39 @@ struct PluginServer::Impl {
   std::condition_variable active_cv;
   int active = 0;
 
-  void serve(int fd) {
-    std::string buf(64 * 1024, '\0');
-    pollfd p{fd, POLLIN, 0};
-    config::AgentReply reply;
+  void serve(int raw_fd) {
+    base::UniqueFd fd(raw_fd);
+    rundir::AgentReply reply;
     // The plugin sends its request right after connecting; don't let a stuck peer pin a thread.
-    if (::poll(&p, 1, 10000) == 1) {
-      const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-      if (n > 0) {
-        try {
-          const auto request = config::agent_request_from_json(
-              nlohmann::json::parse(std::string_view(buf.data(), static_cast<std::size_t>(n))));
-          reply = handler(request);
-        } catch (const nlohmann::json::exception& e) {
-          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure,
-                                              std::string("malformed request: ") + e.what());
-        } catch (const config::ConfigError& e) {
-          reply = config::AgentReply::failure(contract::cni_code::kDecodeFailure,
-                                              std::string("malformed request: ") + e.what());
-        } catch (const std::exception& e) {
-          log->error("plugin request failed: {}", e.what());
-          reply = config::AgentReply::failure(contract::cni_code::kInternal,
-                                              std::string("agent error: ") + e.what());
-        }
-        const auto out = config::to_json(reply).dump();
-        if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) < 0) {
-          log->warn("plugin went away before its answer: {}", std::strerror(errno));
-        }
+    if (base::wait_readable(fd.get(), 10000)) {
+      try {
+        const auto msg = base::receive_message(fd.get(), kMaxRequestBytes);
+        if (!msg) return done();  // the plugin went away
+        reply = translate(*core, rundir::agent_request_from_json(nlohmann::json::parse(*msg)));
+      } catch (const base::SocketError& e) {
+        reply = rundir::AgentReply::failure(contract::cni_code::kDecodeFailure,
+                                            std::string("unreadable request: ") + e.what());
+      } catch (const nlohmann::json::exception& e) {
+        reply = rundir::AgentReply::failure(contract::cni_code::kDecodeFailure,
+                                            std::string("malformed request: ") + e.what());
+      } catch (const config::ConfigError& e) {
+        reply = rundir::AgentReply::failure(contract::cni_code::kDecodeFailure,
+                                            std::string("malformed request: ") + e.what());
+      } catch (const std::exception& e) {
+        log->error("plugin request failed: {}", e.what());
+        reply = rundir::AgentReply::failure(contract::cni_code::kInternal,
+                                            std::string("agent error: ") + e.what());
+      }
+      try {
+        base::send_message(fd.get(), rundir::to_json(reply).dump());
+      } catch (const base::SocketError& e) {
+        log->warn("plugin went away before its answer: {}", e.what());
       }
     }
-    ::close(fd);
+    done();
+  }
+
+  void done() {
     std::lock_guard g(active_mu);
     --active;
     active_cv.notify_all();
@@ -87,11 +116,11 @@ struct PluginServer::Impl {
   }
 };
 
-PluginServer::PluginServer(std::string socket_path, Handler handler,
+PluginServer::PluginServer(std::string socket_path, PluginRequests& core,
                            std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>()) {
   impl_->path = std::move(socket_path);
-  impl_->handler = std::move(handler);
+  impl_->core = &core;
   impl_->log = std::move(log);
 }
 
@@ -103,24 +132,12 @@ void PluginServer::start() {
   auto& s = *impl_;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(s.path).parent_path(), ec);
-  ::unlink(s.path.c_str());
-  s.listen_fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (s.path.size() >= sizeof addr.sun_path)
-    throw std::runtime_error("socket path too long: " + s.path);
-  std::memcpy(addr.sun_path, s.path.c_str(), s.path.size() + 1);
-  // Root only: whoever can talk to this socket can make the agent enter pod namespaces.
-  const mode_t old = ::umask(0077);
-  const int rc = ::bind(s.listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::umask(old);
-  if (rc != 0 || ::listen(s.listen_fd, 256) != 0) {
-    const std::string err = std::strerror(errno);
-    ::close(s.listen_fd);
-    s.listen_fd = -1;
-    throw std::runtime_error("plugin socket " + s.path + ": " + err);
+  try {
+    // Root only: whoever can talk to this socket can make the agent enter pod namespaces.
+    s.listen_fd = base::listen_seqpacket(s.path, 256).release();
+  } catch (const base::SocketError& e) {
+    throw std::runtime_error(std::string("plugin socket: ") + e.what());
   }
-  ::chmod(s.path.c_str(), 0600);
   if (::pipe2(s.wake, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   s.running = true;
   s.acceptor = std::thread([&s] { s.run(); });

@@ -1,22 +1,31 @@
-// Where the plugin reaches the agent: <run_dir>/agent.sock, SOCK_SEQPACKET, root only.
-// One JSON request and one JSON reply per connection; requests are served concurrently.
+// The agent's socket edge for the plugin: <run_dir>/agent.sock, SOCK_SEQPACKET, root only. It
+// translates the plugin's messages (rundir/messages.h) into calls on the agent's core and back;
+// nothing past it sees the protocol. One request and one reply per connection; requests are
+// served concurrently.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 
 #include <spdlog/logger.h>
 
-#include "config/agent_protocol.h"
+#include "agent/enrolment.h"
+#include "rundir/records.h"
 
 namespace ambient::agent {
 
+// What the plugin may ask of the agent's core.
+class PluginRequests {
+ public:
+  virtual ~PluginRequests() = default;
+  virtual AddResult add(const rundir::PodRecord& sandbox) = 0;  // decide, and enrol if selected
+  virtual void del(const rundir::PodRecord& sandbox) = 0;       // never fails
+  virtual Outcome check(const rundir::PodRecord& sandbox) = 0;
+};
+
 class PluginServer {
  public:
-  using Handler = std::function<config::AgentReply(const config::AgentRequest&)>;
-
-  PluginServer(std::string socket_path, Handler handler, std::shared_ptr<spdlog::logger> log);
+  PluginServer(std::string socket_path, PluginRequests& core, std::shared_ptr<spdlog::logger> log);
   ~PluginServer();
   PluginServer(const PluginServer&) = delete;
   PluginServer& operator=(const PluginServer&) = delete;

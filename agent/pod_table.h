@@ -1,6 +1,6 @@
-// The agent's memory of enrolled pods: identity, IPs, redirect settings and the netns fd it
-// holds for ztunnel snapshots, mirrored to <run_dir>/enrolled/<uid>.json so a restarted agent
-// (or a rebooted node) knows which pods it owes ztunnel.
+// The agent's memory of enrolled pods: each pod's Enrolment and the netns fd it holds for ztunnel
+// snapshots, persisted through the run-dir store (<run_dir>/enrolled/<uid>.json) so a restarted
+// agent (or a rebooted node) knows which pods it owes ztunnel.
 #pragma once
 
 #include <map>
@@ -10,37 +10,41 @@
 #include <string>
 #include <vector>
 
-#include "config/agent_protocol.h"
 #include "netns/netns.h"
+#include "rundir/records.h"
+#include "rundir/store.h"
 
 namespace ambient::agent {
 
 struct EnrolledPod {
-  config::PodRecord record;  // uid, name, namespace, container id, netns path, IPs
-  std::string service_account;
-  config::RedirectSettings redirect;
+  rundir::Enrolment enrolment;
   std::shared_ptr<netns::NetnsHandle> netns;  // null after a restart found the netns gone
+
+  const rundir::PodRecord& pod() const { return enrolment.pod; }
+  const std::string& uid() const { return enrolment.pod.uid; }
 };
 
 class PodTable {
  public:
-  explicit PodTable(std::string run_dir);
+  explicit PodTable(rundir::RunDir dir) : dir_(std::move(dir)) {}
 
   // Serialises work on one pod (ADD, DEL, relabel) while other pods proceed.
   std::unique_lock<std::mutex> lock_pod(const std::string& uid);
 
-  void put(EnrolledPod pod);  // also persists
+  // Persists first (throws base::FileError, and then nothing changed), then keeps it.
+  void put(EnrolledPod pod);
+  // Keeps a pod whose state is already persisted (restored after a restart).
+  void adopt(EnrolledPod pod);
   void erase(const std::string& uid);
   std::optional<EnrolledPod> get(const std::string& uid) const;
   std::optional<EnrolledPod> find_by_container(const std::string& container_id) const;
   std::vector<EnrolledPod> all() const;
   std::size_t size() const;
 
-  // The persisted state of an earlier agent (unreadable files are skipped and named in errors).
-  std::vector<EnrolledPod> load_persisted(std::vector<std::string>& errors) const;
+  const rundir::RunDir& run_dir() const { return dir_; }
 
  private:
-  std::string dir_;
+  rundir::RunDir dir_;
   mutable std::mutex mu_;
   std::map<std::string, EnrolledPod> pods_;
   std::mutex locks_mu_;

@@ -191,9 +191,8 @@ bool Reconciler::reconcile(const std::string& uid) {
   if (want == current.has_value()) {
     // Enrolled with other redirect settings (an annotation changed): re-apply.
     if (current && pod) {
-      const auto settings =
-          config::redirect_settings_for(pod->annotations, o_.dns_capture, o_.ipv6);
-      if (!(settings == current->redirect)) return enrol(*pod);
+      const auto wanted = enrolment_for(*pod, current->pod(), o_.defaults);
+      if (!(wanted.redirect == current->enrolment.redirect)) return enrol(*pod);
     }
     return true;
   }
@@ -227,9 +226,9 @@ bool Reconciler::reconcile(const std::string& uid) {
   }
   if (want) return enrol(*pod);
   d_.log->info("pod {} no longer selected for ambient{}: unenrolling",
-               current->record.namespace_ + "/" + current->record.name,
+               current->pod().namespace_ + "/" + current->pod().name,
                pod ? "" : " (deleted or finished)");
-  d_.enroller.release(*current, /*clear_annotation=*/pod.has_value());
+  d_.enroller.release(uid, /*clear_annotation=*/pod.has_value());
   return true;
 }
 
@@ -245,21 +244,13 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
                  who(pod));
     return false;
   }
-  config::AgentRequest req;
-  req.op = "add";
-  req.pod.container_id = found->container_id;
-  if (const auto rec = d_.finder.record(pod.uid); rec && req.pod.container_id.empty()) {
-    req.pod.container_id = rec->container_id;
-  }
-  req.pod.netns = found->path;
-  req.pod.ifname = "eth0";
-  req.pod.uid = pod.uid;
-  req.pod.name = pod.name;
-  req.pod.namespace_ = pod.namespace_;
-  req.pod.ips = pod.ips;
-  req.service_account = pod.service_account;
-  req.redirect = config::redirect_settings_for(pod.annotations, o_.dns_capture, o_.ipv6);
-  const auto reply = d_.enroller.add(req);
+  rundir::PodRecord sandbox;
+  if (const auto rec = d_.finder.record(pod.uid)) sandbox = *rec;
+  if (!found->container_id.empty()) sandbox.container_id = found->container_id;
+  sandbox.netns = found->path;
+  if (sandbox.ifname.empty()) sandbox.ifname = "eth0";
+  sandbox.ips = pod.ips;  // what the API says now; the record's may be of an older sandbox
+  const auto reply = d_.enroller.enrol(enrolment_for(pod, std::move(sandbox), o_.defaults));
   if (!reply.ok) {
     d_.log->warn("pod {}: enrolment failed: {} {}; will retry", who(pod), reply.msg, reply.details);
     return false;
@@ -271,20 +262,20 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
 void Reconciler::repair_drift() {
   std::vector<netns::ProbeEntry> desired;
   for (const auto& p : d_.pods.all()) {
-    for (const auto& ip : p.record.ips) desired.push_back({p.record.uid, ip});
+    for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
     if (!p.netns) continue;
     try {
-      const auto plan = plan_for(p.redirect, p.record.ips);
-      const auto seen = netns::inspect(*p.netns, plan);
+      const auto plan = plan_for(p.enrolment.redirect, p.pod().ips);
+      const auto seen = d_.rules.inspect(*p.netns, plan);
       if (seen.status != netns::RedirectStatus::Current) {
-        auto lock = d_.pods.lock_pod(p.record.uid);
-        netns::apply(*p.netns, plan);
+        auto lock = d_.pods.lock_pod(p.uid());
+        d_.rules.apply(*p.netns, plan);
         d_.metrics.count_repair("inpod_rules");
-        d_.log->warn("pod {}/{}: in-pod redirection had drifted ({}); repaired",
-                     p.record.namespace_, p.record.name, seen.summary());
+        d_.log->warn("pod {}/{}: in-pod redirection had drifted ({}); repaired", p.pod().namespace_,
+                     p.pod().name, seen.summary());
       }
     } catch (const netns::NetnsError& e) {
-      d_.log->error("pod {}/{}: drift check failed: {}", p.record.namespace_, p.record.name,
+      d_.log->error("pod {}/{}: drift check failed: {}", p.pod().namespace_, p.pod().name,
                     e.what());
     }
   }
@@ -311,7 +302,7 @@ void Reconciler::housekeeping() {
     std::lock_guard lock(mu_);
     for (const auto& [uid, pod] : pods_) all.push_back(uid);
   }
-  for (const auto& p : d_.pods.all()) all.push_back(p.record.uid);  // enrolled, maybe gone
+  for (const auto& p : d_.pods.all()) all.push_back(p.uid());  // enrolled, maybe gone
   for (const auto& uid : all) enqueue(uid);
   while (running_ && !startup_done_) {
     std::unique_lock lock(mu_);

@@ -24,13 +24,13 @@
 #include "agent/pod_table.h"
 #include "config/enrollment_policy.h"
 #include "config/kube_objects.h"
+#include "netns/host_probe.h"
 
 namespace ambient::agent {
 
 struct ReconcilerOptions {
   config::EnrollmentPolicy policy;
-  bool dns_capture = true;
-  bool ipv6 = true;
+  NodeDefaults defaults;
   std::string node_name;  // empty: every pod the API lists (single-node testbeds)
   int workers = 4;
   std::chrono::milliseconds drift_interval{30000};
@@ -41,6 +41,7 @@ struct ReconcilerOptions {
 struct ReconcilerDeps {
   PodTable& pods;
   Enroller& enroller;
+  RulesStep& rules;
   netns::HostProbeSnat& probes;
   ApiPool& api;
   Informer::ClientFactory make_client;

@@ -1,5 +1,7 @@
 #include "agent/zds_server.h"
 
+#include "base/seqpacket.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -176,21 +178,11 @@ void ZdsServer::start() {
   const std::filesystem::path path(s.options.socket_path);
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
-  ::unlink(path.c_str());  // a stale socket from an earlier agent
-  s.listen_fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (s.listen_fd < 0) throw std::runtime_error(std::string("ZDS socket: ") + std::strerror(errno));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (s.options.socket_path.size() >= sizeof addr.sun_path) {
-    throw std::runtime_error("ZDS socket path too long: " + s.options.socket_path);
-  }
-  std::strcpy(addr.sun_path, s.options.socket_path.c_str());
-  if (::bind(s.listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(s.listen_fd, 16) != 0) {
-    const std::string err = std::strerror(errno);
-    ::close(s.listen_fd);
-    s.listen_fd = -1;
-    throw std::runtime_error("ZDS socket " + s.options.socket_path + ": " + err);
+  try {
+    // Replaces a stale socket of an earlier agent; 0600: ztunnel connects as root.
+    s.listen_fd = base::listen_seqpacket(s.options.socket_path, 16).release();
+  } catch (const base::SocketError& e) {
+    throw std::runtime_error(std::string("ZDS socket: ") + e.what());
   }
   if (::pipe2(s.wake, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   s.running = true;

@@ -12,27 +12,11 @@
 
 #include <spdlog/logger.h>
 
+#include "agent/enrolment.h"
+
 namespace ambient::agent {
 
-struct ZdsWorkload {
-  std::string uid;
-  std::string name;
-  std::string namespace_;
-  std::string service_account;
-  int netns_fd = -1;  // borrowed; -1 in a snapshot means "keep" (known, no netns held)
-};
-
-class ZdsError : public std::runtime_error {
- public:
-  enum class Kind { kNoZtunnel, kNack, kTimeout, kDisconnected, kProtocol };
-  ZdsError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
-  Kind kind() const { return kind_; }
-
- private:
-  Kind kind_;
-};
-
-class ZdsServer {
+class ZdsServer final : public ZtunnelStep {
  public:
   struct Options {
     std::string socket_path;
@@ -43,7 +27,7 @@ class ZdsServer {
   using SnapshotFn = std::function<std::vector<ZdsWorkload>()>;
 
   ZdsServer(Options options, SnapshotFn snapshot, std::shared_ptr<spdlog::logger> log);
-  ~ZdsServer();
+  ~ZdsServer() override;
   ZdsServer(const ZdsServer&) = delete;
   ZdsServer& operator=(const ZdsServer&) = delete;
 
@@ -51,11 +35,11 @@ class ZdsServer {
   void stop();
 
   // `add` (with the netns fd) to the newest ztunnel; returns once it acked. Throws ZdsError.
-  void add(const ZdsWorkload& workload);
+  void add(const ZdsWorkload& workload) override;
   // `del` to every ztunnel; best effort (errors are logged, the connection dropped).
-  void del(const std::string& uid);
+  void del(const std::string& uid) override;
 
-  std::size_t connections() const;
+  std::size_t connections() const override;
   std::uint64_t snapshots_sent() const;
 
  private:

@@ -195,87 +195,45 @@ bool HostProbeSnat::run_incremental(const std::string& tx, const std::string& wh
   return r.ok;
 }
 
-void HostProbeSnat::add(std::string_view pod_uid, const std::vector<std::string>& ips) {
+void HostProbeSnat::set_pod(std::string_view pod_uid, const std::vector<std::string>& ips) {
   validate_uid(pod_uid);
-  std::vector<ParsedIp> parsed;
-  for (const auto& ip : ips) parsed.push_back(parse_ip(ip));
+  std::map<std::string, bool> wanted;  // canonical IP → is IPv6
+  for (const auto& ip : ips) {
+    const ParsedIp p = parse_ip(ip);
+    wanted[p.text] = p.v6;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   run_in(host_, [&] {
-    const auto what = fmt::format("add host probe IPs of pod {}", pod_uid);
+    const auto what = fmt::format("set host probe IPs of pod {}", pod_uid);
     // From the mirror; when it was just (re)loaded from the kernel, or the kernel disagreed with
-    // it, base and elements go in one transaction, so adding to a fresh or flushed host works.
+    // it, base and elements go in one transaction, so a fresh or flushed host works too.
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool fresh = !owners_;
       if (fresh) load_owners_here();
       std::string tx;
-      for (const auto& p : parsed) {
-        const auto it = owners_->find(p.text);
-        if (it != owners_->end() && it->second != pod_uid) {
-          spdlog::info("host probe: IP {} moves from pod {} to pod {}", p.text,
-                       it->second.empty() ? "<unknown>" : it->second, pod_uid);
-          tx += delete_element(p.text, p.v6);
-        }
-        tx += add_element({std::string(pod_uid), p.text}, p.v6);
+      for (const auto& [ip, owner] : *owners_) {
+        if (owner == pod_uid && !wanted.contains(ip)) tx += delete_element(ip, parse_ip(ip).v6);
       }
+      for (const auto& [ip, v6] : wanted) {
+        const auto it = owners_->find(ip);
+        if (it != owners_->end() && it->second == pod_uid) continue;
+        if (it != owners_->end()) {
+          spdlog::info("host probe: IP {} moves from pod {} to pod {}", ip,
+                       it->second.empty() ? "<unknown>" : it->second, pod_uid);
+          tx += delete_element(ip, v6);
+        }
+        tx += add_element({std::string(pod_uid), ip}, v6);
+      }
+      if (tx.empty()) return;
+      bool done = true;
       if (fresh || attempt == 1) {
         nft::run(render_base(config_) + tx, what);
-      } else if (!run_incremental(tx, what)) {
-        continue;
+      } else {
+        done = run_incremental(tx, what);
       }
-      for (const auto& p : parsed) (*owners_)[p.text] = std::string(pod_uid);
-      return;
-    }
-  });
-}
-
-void HostProbeSnat::remove(std::string_view pod_uid, const std::vector<std::string>& ips) {
-  validate_uid(pod_uid);
-  std::vector<ParsedIp> parsed;
-  for (const auto& ip : ips) parsed.push_back(parse_ip(ip));
-  std::lock_guard<std::mutex> lock(mu_);
-  run_in(host_, [&] {
-    const auto what = fmt::format("remove host probe IPs of pod {}", pod_uid);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!owners_) load_owners_here();
-      std::string tx;
-      for (const auto& p : parsed) {
-        const auto it = owners_->find(p.text);
-        if (it == owners_->end()) continue;
-        if (it->second != pod_uid) {
-          spdlog::info("host probe: IP {} is owned by pod {}, not {}: kept", p.text,
-                       it->second.empty() ? "<unknown>" : it->second, pod_uid);
-          continue;
-        }
-        tx += delete_element(p.text, p.v6);
-      }
-      if (tx.empty()) return;
-      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(tx, what), true)) {
-        for (const auto& p : parsed) {
-          if (const auto it = owners_->find(p.text);
-              it != owners_->end() && it->second == pod_uid) {
-            owners_->erase(it);
-          }
-        }
-        return;
-      }
-    }
-  });
-}
-
-void HostProbeSnat::remove_pod(std::string_view pod_uid) {
-  validate_uid(pod_uid);
-  std::lock_guard<std::mutex> lock(mu_);
-  run_in(host_, [&] {
-    const auto what = fmt::format("remove host probe IPs of pod {}", pod_uid);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!owners_) load_owners_here();
-      std::string tx;
-      for (const auto& [ip, owner] : *owners_) {
-        if (owner == pod_uid) tx += delete_element(ip, parse_ip(ip).v6);
-      }
-      if (tx.empty()) return;
-      if (attempt == 0 ? run_incremental(tx, what) : (nft::run(tx, what), true)) {
+      if (done) {
         std::erase_if(*owners_, [&](const auto& kv) { return kv.second == pod_uid; });
+        for (const auto& [ip, v6] : wanted) (*owners_)[ip] = std::string(pod_uid);
         return;
       }
     }

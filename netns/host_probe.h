@@ -52,12 +52,11 @@ class HostProbeSnat {
   static std::string render_base(const HostProbeConfig& config);
 
   void ensure();
-  // Adds the pod's IPs (IPv4 and/or IPv6, any order). Throws InvalidArgument on a bad IP or UID.
-  void add(std::string_view pod_uid, const std::vector<std::string>& ips);
-  // Removes those of the given IPs that pod_uid owns; others are left alone. Missing is success.
-  void remove(std::string_view pod_uid, const std::vector<std::string>& ips);
-  // Removes every IP pod_uid owns (DEL without IPs at hand).
-  void remove_pod(std::string_view pod_uid);
+  // The one mutator: afterwards pod_uid owns exactly `ips` (IPv4 and/or IPv6, any order; empty
+  // removes every IP it owns). An IP owned by another pod moves to pod_uid (reused by a new pod);
+  // IPs of other pods are never removed. Throws InvalidArgument on a bad IP or UID, NetnsError
+  // when the transaction fails.
+  void set_pod(std::string_view pod_uid, const std::vector<std::string>& ips);
   std::vector<ProbeEntry> entries() const;
   // Makes the host state equal to `desired`: repairs the base if flushed/deleted/changed, then
   // adds missing elements, fixes owners, and removes elements not in `desired`.

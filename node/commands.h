@@ -1,11 +1,7 @@
-// Subcommands of ambient-cni-node; each lives in its own file.
+// Subcommands of ambient-cni-node; each lives in its own file, sharing node/options.h.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
-
-#include "agent/agent.h"
 
 namespace ambient::node {
 
@@ -13,9 +9,8 @@ void add_version_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
 void add_redirect_command(CLI::App& app);
 void add_agent_command(CLI::App& app);
-// install, uninstall, run (node/install_command.cpp).
-void add_install_commands(CLI::App& app);
-// The agent's flags (each also an env var), shared by `agent` and `run`.
-void add_agent_options(CLI::App* cmd, agent::AgentOptions& options, std::string& log_level);
+void add_install_command(CLI::App& app);
+void add_uninstall_command(CLI::App& app);
+void add_run_command(CLI::App& app);
 
 }  // namespace ambient::node

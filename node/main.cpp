@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
   ambient::node::add_explain_command(app);
   ambient::node::add_redirect_command(app);
   ambient::node::add_agent_command(app);
-  ambient::node::add_install_commands(app);
+  ambient::node::add_install_command(app);
+  ambient::node::add_uninstall_command(app);
+  ambient::node::add_run_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

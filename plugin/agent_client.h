@@ -1,36 +1,34 @@
-// The plugin's side of the node agent: one request, one reply, within a deadline; and the run-dir
-// records that let the agent find pods without the plugin.
+// The plugin's socket edge to the node agent: one request (rundir/messages.h), one reply, within
+// a deadline, over <run_dir>/agent.sock.
 #pragma once
 
 #include <chrono>
-#include <optional>
+#include <memory>
 #include <string>
-#include <vector>
 
-#include "config/agent_protocol.h"
+#include "plugin/cni_error.h"
+#include "rundir/messages.h"
 
 namespace ambient::plugin {
+
+// No agent listens (not installed yet, restarting): nothing was sent, so the plugin may decide on
+// its own. CNI code 11.
+class AgentNotRunning : public CniError {
+ public:
+  explicit AgentNotRunning(const std::string& why)
+      : CniError(cni_code::kTryAgainLater, "node agent unavailable: " + why) {}
+};
 
 class AgentClient {
  public:
   virtual ~AgentClient() = default;
-  // Throws CniError(11, "node agent unavailable: …") when the agent cannot be reached or does not
-  // answer in time; otherwise returns its reply.
-  virtual config::AgentReply call(const config::AgentRequest& request) = 0;
+  // The agent's reply. Throws AgentNotRunning when it cannot be reached, CniError(11, "node agent
+  // unavailable: …") when it took the request but did not answer in time or answered garbage —
+  // it may have acted on it, so the caller must not carry on as if it had not.
+  virtual rundir::AgentReply call(const rundir::AgentRequest& request) = 0;
 };
 
-// SOCK_SEQPACKET to <run_dir>/agent.sock.
-std::unique_ptr<AgentClient> make_socket_agent_client(const std::string& run_dir,
+std::unique_ptr<AgentClient> make_socket_agent_client(const std::string& socket_path,
                                                       std::chrono::milliseconds deadline);
-
-// Run-dir bookkeeping (atomic writes: temp file + rename). Failures throw CniError(5).
-void write_pod_record(const std::string& run_dir, const config::PodRecord& record);
-void remove_pod_record(const std::string& run_dir, const std::string& container_id) noexcept;
-// The record a container's ADD left, if any (unreadable counts as none).
-std::optional<config::PodRecord> read_pod_record(const std::string& run_dir,
-                                                 const std::string& container_id);
-std::vector<config::PodRecord> read_pod_records(const std::string& run_dir);
-// Left when DEL cannot reach the agent; the agent processes it when it starts.
-void write_tombstone(const std::string& run_dir, const config::PodRecord& record) noexcept;
 
 }  // namespace ambient::plugin

@@ -93,4 +93,18 @@ nlohmann::json convert_result(const nlohmann::json& result, std::string_view fro
   return out;
 }
 
+std::vector<std::string> result_ips(const nlohmann::json& result) {
+  std::vector<std::string> out;
+  if (!result.is_object()) return out;
+  const auto ips = result.find("ips");
+  if (ips == result.end() || !ips->is_array()) return out;
+  for (const auto& ip : *ips) {
+    if (!ip.is_object() || !ip.contains("address") || !ip["address"].is_string()) continue;
+    auto addr = ip["address"].get<std::string>();
+    if (const auto slash = addr.find('/'); slash != std::string::npos) addr.resize(slash);
+    if (!addr.empty()) out.push_back(std::move(addr));
+  }
+  return out;
+}
+
 }  // namespace ambient::plugin

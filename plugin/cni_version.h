@@ -4,6 +4,7 @@
 #include <array>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,5 +24,8 @@ int compare_versions(std::string_view a, std::string_view b);
 // own cniVersion, else `from_version`. Throws CniError (code 1) for results it cannot convert.
 nlohmann::json convert_result(const nlohmann::json& result, std::string_view from_version,
                               std::string_view to_version);
+
+// The IPs of a CNI result (prevResult), without prefix lengths.
+std::vector<std::string> result_ips(const nlohmann::json& result);
 
 }  // namespace ambient::plugin

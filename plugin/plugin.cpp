@@ -89,113 +89,128 @@ std::string pod_ref(const CniArgs& args) {
   return args.pod_namespace + "/" + args.pod_name;
 }
 
-struct Decided {
-  config::EnrollmentDecision decision;
-  std::optional<PodMetadata> meta;  // absent when decided from names or the lookup failed open
-};
+rundir::RunDir run_dir(const Invocation& in) {
+  return rundir::RunDir(in.config.run_dir);
+}
 
-// Decides with the least work: rules that need no API first, then the pod's metadata.
-// Returns nullopt when the lookup failed and the failure policy says pass through.
-std::optional<Decided> decide(const Invocation& in) {
-  const auto& policy = in.config.policy;
-  if (auto early = config::decide_from_names(policy, in.args.pod_namespace, in.args.pod_name)) {
-    return Decided{*early, std::nullopt};
+void report(const Invocation& in, const std::vector<rundir::Problem>& problems) {
+  for (const auto& p : problems) in.log.warn("run dir: ignoring {}: {}", p.path, p.error);
+}
+
+rundir::PodRecord pod_record(const Invocation& in) {
+  rundir::PodRecord r;
+  r.container_id = in.env.container_id;
+  r.netns = in.env.netns;
+  r.ifname = in.env.ifname;
+  r.uid = in.args.pod_uid;
+  r.name = in.args.pod_name;
+  r.namespace_ = in.args.pod_namespace;
+  r.ips = result_ips(in.config.prev_result);
+  return r;
+}
+
+// A lookup (by the agent or by the plugin itself) failed: the failure policy says whether the pod
+// may start outside the mesh. Returns normally only for failure_policy=open.
+void apply_failure_policy(const Invocation& in, const std::string& why) {
+  if (in.config.failure_policy == config::FailurePolicy::kOpen) {
+    in.log.warn("pod {}: {}; failure_policy=open, so the pod starts outside the mesh",
+                pod_ref(in.args), why);
+    return;
   }
+  throw CniError(cni_code::kTryAgainLater,
+                 "cannot decide ambient enrolment (failure_policy=closed): " + why);
+}
+
+// No node agent runs: the plugin reads the API and decides itself with the same function. An
+// untouched pod starts; one that must be enrolled waits (the agent enrols, so the kubelet retries).
+void decide_without_agent(const Invocation& in, const AgentNotRunning& why) {
   PodMetadata meta;
   try {
     meta = in.deps.metadata(in.config)->fetch(in.args.pod_namespace, in.args.pod_name);
   } catch (const MetadataError& e) {
-    if (in.config.failure_policy == config::FailurePolicy::kOpen) {
-      in.log.warn("pod {}: {}; failure_policy=open, so the pod starts outside the mesh",
-                  pod_ref(in.args), e.what());
-      return std::nullopt;
-    }
-    throw CniError(
-        cni_code::kTryAgainLater,
-        "cannot decide ambient enrolment (failure_policy=closed): " + std::string(e.what()));
+    return apply_failure_policy(in, e.what());
   }
-  auto decision = config::decide(policy, meta.pod, meta.ns);
+  const auto decision = config::decide(in.config.policy, meta.pod, meta.ns);
   for (const auto& w : decision.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
-  return Decided{std::move(decision), std::move(meta)};
-}
-
-config::PodRecord pod_record(const Invocation& in, const PodMetadata* meta) {
-  config::PodRecord r;
-  r.container_id = in.env.container_id;
-  r.netns = in.env.netns;
-  r.ifname = in.env.ifname;
-  r.uid = meta != nullptr && !meta->pod.uid.empty() ? meta->pod.uid : in.args.pod_uid;
-  r.name = in.args.pod_name;
-  r.namespace_ = in.args.pod_namespace;
-  r.ips = config::result_ips(in.config.prev_result);
-  return r;
-}
-
-void enroll(const Invocation& in, const Decided& d, const config::PodRecord& record) {
-  config::AgentRequest req;
-  req.op = "add";
-  req.pod = record;
-  req.service_account = d.meta->pod.service_account;
-  req.redirect =
-      config::redirect_settings_for(d.meta->pod.annotations, in.config.dns_capture, in.config.ipv6);
-  for (const auto& w : req.redirect.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
-  const auto reply = in.deps.agent(in.config)->call(req);
-  if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
-  in.log.info("pod {} enrolled ({})", pod_ref(in.args), d.decision.reason);
+  if (decision.enroll) {
+    throw CniError(cni_code::kTryAgainLater, "pod " + pod_ref(in.args) +
+                                                 " is selected for ambient (" + decision.reason +
+                                                 ") but " + why.what());
+  }
+  in.log.info("pod {} untouched: {} (decided without the node agent)", pod_ref(in.args),
+              decision.reason);
 }
 
 void cmd_add(const Invocation& in, std::ostream& out) {
   check_netns(in.env.netns);
-  const auto decided = decide(in);
-  if (decided && !decided->meta) {  // decided from names: nothing to record
-    in.log.info("pod {} untouched: {}", pod_ref(in.args), decided->decision.reason);
+  if (auto early =
+          config::decide_from_names(in.config.policy, in.args.pod_namespace, in.args.pod_name)) {
+    in.log.info("pod {} untouched: {}", pod_ref(in.args), early->reason);  // nothing to record
     pass_through(in, out);
     return;
   }
   // Every Kubernetes pod that may ever be enrolled is recorded, so a later label change can
   // find its netns without scanning /proc.
-  const auto record = pod_record(in, decided ? &*decided->meta : nullptr);
+  const auto record = pod_record(in);
+  const auto dir = run_dir(in);
   try {
-    write_pod_record(in.config.run_dir, record);
-  } catch (const CniError& e) {
+    dir.write_record(record);
+  } catch (const std::exception& e) {
     in.log.warn("pod {}: {} (a later label change will scan /proc instead)", pod_ref(in.args),
                 e.what());
   }
-  if (decided && decided->decision.enroll) {
+  try {
+    // One round trip: the agent reads the pod fresh, decides, and enrols when selected.
+    const auto reply = in.deps.agent(in.config)->call({"add", record});
+    if (!reply.ok && reply.undecided) {
+      apply_failure_policy(in, reply.msg);
+    } else if (!reply.ok) {
+      throw CniError(reply.code, reply.msg, reply.details);
+    } else {
+      in.log.info("pod {} {}: {}", pod_ref(in.args), reply.enrolled ? "enrolled" : "untouched",
+                  reply.reason);
+    }
+  } catch (const AgentNotRunning& e) {
     try {
-      enroll(in, *decided, record);
+      decide_without_agent(in, e);
     } catch (const CniError&) {
-      // A failed ADD is followed by a DEL, but don't leave a record claiming a running pod.
-      remove_pod_record(in.config.run_dir, record.container_id);
+      dir.remove_record(record.container_id);
       throw;
     }
-  } else if (decided) {
-    in.log.info("pod {} untouched: {}", pod_ref(in.args), decided->decision.reason);
+  } catch (const CniError&) {
+    // A failed ADD is followed by a DEL, but don't leave a record claiming a running pod.
+    dir.remove_record(record.container_id);
+    throw;
   }
   pass_through(in, out);
 }
 
 // Best effort: the agent forgets the pod (ztunnel del, rules, probe entry); when it cannot be
 // reached, a tombstone tells it at its next start.
-void release(const Invocation& in, const config::PodRecord& record) {
-  config::AgentRequest req;
-  req.op = "del";
-  req.pod = record;
+void release(const Invocation& in, const rundir::PodRecord& record) {
   try {
-    const auto reply = in.deps.agent(in.config)->call(req);
+    const auto reply = in.deps.agent(in.config)->call({"del", record});
     if (!reply.ok) in.log.warn("DEL {}: agent: {}", record.container_id, reply.msg);
   } catch (const CniError& e) {
     in.log.warn("DEL {}: {}; leaving a tombstone", record.container_id, e.what());
-    write_tombstone(in.config.run_dir, record);
+    try {
+      run_dir(in).write_tombstone(record);
+    } catch (const std::exception& t) {
+      // DEL never fails; the agent's startup reconcile finds the pod gone anyway.
+      in.log.warn("DEL {}: cannot leave a tombstone: {}", record.container_id, t.what());
+    }
   }
 }
 
 void cmd_del(const Invocation& in) {
   // The record of this container's ADD names the pod even when this DEL's CNI_ARGS do not (a
   // runtime's cleanup DEL may carry fewer keys than its ADD).
-  const auto added = read_pod_record(in.config.run_dir, in.env.container_id);
-  remove_pod_record(in.config.run_dir, in.env.container_id);
-  config::PodRecord record = pod_record(in, nullptr);
+  const auto dir = run_dir(in);
+  std::vector<rundir::Problem> problems;
+  const auto added = dir.read_record(in.env.container_id, &problems);
+  report(in, problems);
+  dir.remove_record(in.env.container_id);
+  rundir::PodRecord record = pod_record(in);
   if (added) {
     if (record.namespace_.empty() || record.name.empty()) {
       record.namespace_ = added->namespace_;
@@ -214,13 +229,15 @@ void cmd_del(const Invocation& in) {
 void cmd_check(const Invocation& in) {
   require_version(in.config, "0.4.0", in.verb);
   check_netns(in.env.netns);
-  const auto decided = decide(in);
-  if (!decided || !decided->decision.enroll) return;
-  config::AgentRequest req;
-  req.op = "check";
-  req.pod = pod_record(in, &*decided->meta);
-  const auto reply = in.deps.agent(in.config)->call(req);
-  if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
+  if (config::decide_from_names(in.config.policy, in.args.pod_namespace, in.args.pod_name)) {
+    return;
+  }
+  try {
+    const auto reply = in.deps.agent(in.config)->call({"check", pod_record(in)});
+    if (!reply.ok) throw CniError(reply.code, reply.msg, reply.details);
+  } catch (const AgentNotRunning& e) {
+    decide_without_agent(in, e);  // an untouched pod is fine; one to enrol is not served now
+  }
 }
 
 void cmd_status(const Invocation& in) {
@@ -256,11 +273,15 @@ void cmd_gc(const Invocation& in, std::string_view stdin_text) {
     }
   }
   std::size_t removed = 0;
-  for (const auto& record : read_pod_records(in.config.run_dir)) {
+  const auto dir = run_dir(in);
+  std::vector<rundir::Problem> problems;
+  const auto records = dir.records(&problems);
+  report(in, problems);
+  for (const auto& record : records) {
     if (valid.contains(record.container_id)) continue;
     in.log.info("GC: {} ({}/{}) is no longer a valid attachment", record.container_id,
                 record.namespace_, record.name);
-    remove_pod_record(in.config.run_dir, record.container_id);
+    dir.remove_record(record.container_id);
     release(in, record);
     ++removed;
   }

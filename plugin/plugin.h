@@ -12,15 +12,18 @@
 #include "plugin/agent_client.h"
 #include "plugin/cni_env.h"
 #include "plugin/pod_metadata.h"
+#include "rundir/store.h"
 
 namespace ambient::plugin {
 
 struct PluginDeps {
+  // The API, read by the plugin itself only when no node agent runs.
   std::function<std::unique_ptr<PodMetadataSource>(const config::PluginConfig&)> metadata =
-      make_agent_first_metadata_source;
+      make_api_metadata_source;
   std::function<std::unique_ptr<AgentClient>(const config::PluginConfig&)> agent =
       [](const config::PluginConfig& c) {
-        return make_socket_agent_client(c.run_dir, std::chrono::milliseconds(c.agent_timeout_ms));
+        return make_socket_agent_client(rundir::RunDir(c.run_dir).agent_socket(),
+                                        std::chrono::milliseconds(c.agent_timeout_ms));
       };
   std::shared_ptr<spdlog::logger> log;  // stderr; never stdout
 };

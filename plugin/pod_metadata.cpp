@@ -6,7 +6,6 @@
 #include "config/errors.h"
 #include "kube/client.h"
 #include "kube/kubeconfig.h"
-#include "plugin/agent_client.h"
 #include "plugin/cni_error.h"
 
 namespace ambient::plugin {
@@ -47,48 +46,7 @@ class ApiMetadataSource final : public PodMetadataSource {
   const config::PluginConfig& config_;
 };
 
-class AgentFirstMetadataSource final : public PodMetadataSource {
- public:
-  explicit AgentFirstMetadataSource(const config::PluginConfig& config) : config_(config) {}
-
-  PodMetadata fetch(std::string_view pod_namespace, std::string_view pod_name) override {
-    const std::string who = std::string(pod_namespace) + "/" + std::string(pod_name);
-    config::AgentRequest req;
-    req.op = "lookup";
-    req.pod.namespace_ = std::string(pod_namespace);
-    req.pod.name = std::string(pod_name);
-    config::AgentReply reply;
-    try {
-      reply = make_socket_agent_client(config_.run_dir,
-                                       std::chrono::milliseconds(config_.api_timeout_ms))
-                  ->call(req);
-    } catch (const CniError&) {
-      // No agent (not installed yet, restarting): the plugin reads the API itself.
-      return make_api_metadata_source(config_)->fetch(pod_namespace, pod_name);
-    }
-    if (!reply.ok) throw MetadataError(reply.msg);
-    try {
-      PodMetadata m;
-      m.pod = config::parse_pod(reply.pod);
-      m.ns = config::parse_namespace(reply.namespace_);
-      if (m.pod.namespace_.empty()) m.pod.namespace_ = std::string(pod_namespace);
-      return m;
-    } catch (const config::ConfigError& e) {
-      throw MetadataError("looking up pod " + who +
-                          " through the node agent: malformed object: " + e.what());
-    }
-  }
-
- private:
-  const config::PluginConfig& config_;
-};
-
 }  // namespace
-
-std::unique_ptr<PodMetadataSource> make_agent_first_metadata_source(
-    const config::PluginConfig& config) {
-  return std::make_unique<AgentFirstMetadataSource>(config);
-}
 
 std::unique_ptr<PodMetadataSource> make_api_metadata_source(const config::PluginConfig& config) {
   return std::make_unique<ApiMetadataSource>(config);

@@ -1,4 +1,5 @@
-// Where the plugin gets a pod's metadata from: the Kubernetes API (one connection, bounded).
+// Where the plugin gets a pod's metadata when no node agent runs: the Kubernetes API itself (one
+// connection, bounded). With an agent, the agent reads and decides (docs/decisions/009).
 #pragma once
 
 #include <memory>
@@ -30,12 +31,5 @@ class PodMetadataSource {
 // GET /api/v1/namespaces/{ns}/pods/{name} and /api/v1/namespaces/{ns} with the kubeconfig and
 // deadline of the plugin configuration.
 std::unique_ptr<PodMetadataSource> make_api_metadata_source(const config::PluginConfig& config);
-
-// The node agent first (fresh GETs on its warm API connection: no libcurl load and no TLS
-// handshake in this exec), the API directly when no agent answers. An agent that answers with an
-// API failure is final: asking the same API again would only double the wait.
-// docs/decisions/006-metadata-through-the-agent.md
-std::unique_ptr<PodMetadataSource> make_agent_first_metadata_source(
-    const config::PluginConfig& config);
 
 }  // namespace ambient::plugin

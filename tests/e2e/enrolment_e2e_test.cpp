@@ -16,8 +16,8 @@
 
 #include "agent/metrics.h"
 #include "agent/pod_table.h"
-#include "tests/e2e/e2e_env.h"
-#include "tests/netns/testbed.h"
+#include "tests/support/node_env.h"
+#include "tests/support/testbed.h"
 
 namespace ambient {
 namespace {
@@ -114,7 +114,7 @@ TEST_F(Enrolment, UntouchedPodIsNeitherInZtunnelNorCaptured) {
   ASSERT_EQ(x.exit_code, 0) << x.out << x.err;
   expect_clean(c_);
   // The plugin asked the agent, which read the pod fresh on its own warm connection.
-  EXPECT_NE(env_->agent().metrics().render().find("op=\"lookup\",result=\"ok\""),
+  EXPECT_NE(env_->agent().metrics().render().find("op=\"decide\",result=\"untouched\""),
             std::string::npos);
   EXPECT_EQ(annotation(c_), "");
   // Its app is reached directly, by the client's own address: nothing redirected it.

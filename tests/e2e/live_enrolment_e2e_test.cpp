@@ -13,8 +13,9 @@
 
 #include "agent/pod_table.h"
 #include "agent/reconciler.h"
-#include "tests/e2e/e2e_env.h"
-#include "tests/netns/testbed.h"
+#include "tests/support/node_env.h"
+#include "tests/support/testbed.h"
+#include "tests/support/wait.h"
 
 namespace ambient {
 namespace {
@@ -24,14 +25,8 @@ using namespace std::chrono_literals;
 using e2e::Pod;
 using nlohmann::json;
 
-template <class F>
-bool eventually(F&& condition, std::chrono::milliseconds timeout = 15s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 15s) {
+  return testing::wait_until(condition, timeout, 10ms);
 }
 
 class LiveEnrolment : public ::testing::Test {
@@ -252,7 +247,7 @@ TEST_F(LiveEnrolment, PodsStartedWhileNoAgentRanAreEnrolledBeforeReady) {
   for (const auto& p : pods) EXPECT_TRUE(enrolled(p)) << p.name;
   const auto snap = env_->agent().pods().get(pods[0].uid);
   ASSERT_TRUE(snap.has_value());
-  EXPECT_EQ(snap->record.container_id, "sandbox0");  // the sandbox id, from the cgroup path
+  EXPECT_EQ(snap->pod().container_id, "sandbox0");  // the sandbox id, from the cgroup path
   // Its sandbox stops (the runtime kills its processes), then its DEL finds it by that id.
   pauses[0].reset();
   auto del = pods[0];

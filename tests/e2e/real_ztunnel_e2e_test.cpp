@@ -19,9 +19,10 @@
 #include <nlohmann/json.hpp>
 
 #include "config/constants.h"
-#include "tests/e2e/e2e_env.h"
-#include "tests/netns/testbed.h"
 #include "tests/peers/ztunnel/ztunnel_peer.h"
+#include "tests/support/files.h"
+#include "tests/support/node_env.h"
+#include "tests/support/testbed.h"
 
 namespace ambient {
 namespace {
@@ -35,18 +36,6 @@ using peers::ZtunnelPeer;
 
 constexpr int kAppPort = 8080;
 constexpr const char* kNode = "node-1";
-
-std::string read_tail(const fs::path& p, std::size_t lines) {
-  std::ifstream in(p);
-  std::vector<std::string> all;
-  std::string line;
-  while (std::getline(in, line)) all.push_back(line);
-  std::string out;
-  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) {
-    out += all[i] + "\n";
-  }
-  return out;
-}
 
 class RealZtunnel : public ::testing::Test {
  protected:
@@ -78,7 +67,7 @@ class RealZtunnel : public ::testing::Test {
       std::string report;
       if (zt_) report += zt_->report();
       for (auto& s : sidecars_) report += s->report(30);
-      report += "---- agent log:\n" + read_tail(env_->run_dir() / "agent.log", 40);
+      report += "---- agent log:\n" + testing::read_tail(env_->run_dir() / "agent.log", 40);
       std::cerr << report;
     }
     sidecars_.clear();

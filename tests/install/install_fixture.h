@@ -17,17 +17,11 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include "tests/support/files.h"
 
 namespace ambient::testing {
 
 namespace fs = std::filesystem;
-
-inline std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 inline void spit(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
@@ -50,7 +44,7 @@ inline Snapshot snapshot(const fs::path& dir) {
     } else if (S_ISDIR(st.st_mode)) {
       v << "dir";
     } else {
-      const auto content = slurp(it->path());
+      const auto content = read_file(it->path());
       if (content.size() <= 4096) {
         v << "file " << content;
       } else {  // binaries: size and hash keep failure output readable

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::NodeDirs;
-using testing::slurp;
+using testing::read_file;
 using testing::snapshot;
 using testing::spit;
 using testing::wait_for;
@@ -61,7 +61,7 @@ std::vector<std::string> types(const std::string& text) {
 }
 
 bool ours_last(const fs::path& file) {
-  const auto t = types(slurp(file));
+  const auto t = types(read_file(file));
   return !t.empty() && t.back() == "ambient-cni" &&
          std::count(t.begin(), t.end(), "ambient-cni") == 1;
 }
@@ -116,7 +116,7 @@ TEST_F(InstallerIntegration, InstallPutsARunnablePluginLastInTheChain) {
 
   EXPECT_TRUE(ours_last(dirs_.conf / "10-calico.conflist"));
   EXPECT_EQ(mode_of(dirs_.conf / "10-calico.conflist"), 0644u);
-  const auto chained = json::parse(slurp(dirs_.conf / "10-calico.conflist"));
+  const auto chained = json::parse(read_file(dirs_.conf / "10-calico.conflist"));
   EXPECT_EQ(chained["plugins"].back(), json::parse(installer.entry().dump()));
 
   const auto kubeconfig = dirs_.run / "kubeconfig";
@@ -224,7 +224,7 @@ TEST_F(InstallerIntegration, UninstallLeavesAKubeconfigThatIsNotOurs) {
   ASSERT_TRUE(installer.reconcile().installed);
   spit(dirs_.run / "operator-kubeconfig", "apiVersion: v1\nkind: Config\n");  // replaced by hand
   installer.uninstall();
-  EXPECT_EQ(slurp(dirs_.run / "operator-kubeconfig"), "apiVersion: v1\nkind: Config\n");
+  EXPECT_EQ(read_file(dirs_.run / "operator-kubeconfig"), "apiVersion: v1\nkind: Config\n");
   EXPECT_NE(log().find("not written by us"), std::string::npos);
 }
 
@@ -262,7 +262,7 @@ TEST_F(WatcherIntegration, PrimaryRewritingItsFileTwentyTimesIsUndoneEachTimeWit
     }
     const auto took = wait_for(
         [&] {
-          const auto now = slurp(primary);
+          const auto now = read_file(primary);
           return ours_last(primary) &&
                  now.find("\"mtu\": " + std::to_string(1400 + i)) != std::string::npos;
         },
@@ -284,7 +284,7 @@ TEST_F(WatcherIntegration, PrimaryRewritingItsFileTwentyTimesIsUndoneEachTimeWit
   }
   // Every byte of the primary's own content is as the primary last wrote it.
   const auto last = calico_with_mtu(1420);
-  const auto now = slurp(primary);
+  const auto now = read_file(primary);
   EXPECT_EQ(now.substr(0, now.rfind("    {\"type\": \"portmap\"")),
             last.substr(0, last.rfind("    {\"type\": \"portmap\"")));
   watcher.stop();
@@ -297,11 +297,11 @@ TEST_F(WatcherIntegration, RemovedOrReplacedBinaryIsPutBack) {
   watcher.start();
   ASSERT_TRUE(wait_for([&] { return installer.installed(); }, 10s));
   const auto plugin = dirs_.bin / "ambient-cni";
-  const auto original = slurp(AMBIENT_PLUGIN_BIN);
+  const auto original = read_file(AMBIENT_PLUGIN_BIN);
   fs::remove(plugin);
-  EXPECT_TRUE(wait_for([&] { return fs::exists(plugin) && slurp(plugin) == original; }, 1s));
+  EXPECT_TRUE(wait_for([&] { return fs::exists(plugin) && read_file(plugin) == original; }, 1s));
   spit(plugin, "not our plugin");
-  EXPECT_TRUE(wait_for([&] { return slurp(plugin) == original; }, 1s));
+  EXPECT_TRUE(wait_for([&] { return read_file(plugin) == original; }, 1s));
   EXPECT_TRUE(wait_for([&] { return watcher.stats().reverts >= 2; }, 1s));
   // Our own writes do not feed back: after the pass their events cause, the watcher is quiet.
   std::this_thread::sleep_for(300ms);
@@ -357,11 +357,11 @@ TEST_F(WatcherIntegration, OwnedCopyFollowsThePrimaryAndComesBack) {
   watcher.start();
   const auto owned = dirs_.conf / std::string(kDefaultOwnedName);
   ASSERT_TRUE(wait_for([&] { return installer.installed() && fs::exists(owned); }, 10s));
-  EXPECT_EQ(slurp(primary), kCalico);  // the primary is left alone
+  EXPECT_EQ(read_file(primary), kCalico);  // the primary is left alone
   spit(primary, calico_with_mtu(9000));
   EXPECT_TRUE(wait_for(
       [&] {
-        const auto doc = json::parse(slurp(owned), nullptr, false);
+        const auto doc = json::parse(read_file(owned), nullptr, false);
         return !doc.is_discarded() && doc["plugins"][0]["mtu"] == 9000 &&
                doc["plugins"].back()["type"] == "ambient-cni";
       },
@@ -369,12 +369,12 @@ TEST_F(WatcherIntegration, OwnedCopyFollowsThePrimaryAndComesBack) {
       << log();
   fs::remove(owned);
   EXPECT_TRUE(wait_for([&] { return fs::exists(owned) && ours_last(owned); }, 1s));
-  EXPECT_EQ(slurp(primary), calico_with_mtu(9000));
-  const auto before_uninstall = slurp(primary);
+  EXPECT_EQ(read_file(primary), calico_with_mtu(9000));
+  const auto before_uninstall = read_file(primary);
   watcher.stop();
   installer.uninstall();
   EXPECT_FALSE(fs::exists(owned));
-  EXPECT_EQ(slurp(primary), before_uninstall);
+  EXPECT_EQ(read_file(primary), before_uninstall);
 }
 
 TEST_F(WatcherIntegration, StopLeavesEverythingInPlace) {

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/files.h"
 #include "tests/support/process.h"
 
 namespace ambient {
@@ -77,13 +78,6 @@ Rendered render(const std::string& dir) {
   Rendered r{x.out, {}};
   for (const auto& doc : YAML::LoadAll(x.out)) r.objects.push_back(to_json(doc));
   return r;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 struct Platform {
@@ -241,7 +235,7 @@ std::set<std::string> resources_the_code_calls() {
   for (const char* dir : {"agent", "plugin", "install", "node", "kube"}) {
     for (const auto& f : fs::recursive_directory_iterator(fs::path(AMBIENT_SOURCE_DIR) / dir)) {
       if (f.path().extension() != ".cpp") continue;
-      std::istringstream lines(slurp(f.path()));
+      std::istringstream lines(testing::read_file(f.path()));
       std::string line;
       while (std::getline(lines, line)) {
         for (auto at = line.find("\"/api/v1/"); at != std::string::npos;
@@ -291,10 +285,11 @@ TEST_P(Manifests, RbacGrantsWhatTheCodeCallsAndNothingMore) {
   EXPECT_EQ(called,
             (std::set<std::string>{"/pods", "/namespaces", "/pods/status", "apps/daemonsets"}));
   // Verbs: lists and watches go through the informers; the patch is the status annotation.
-  EXPECT_NE(slurp(fs::path(AMBIENT_SOURCE_DIR) / "agent/informer.cpp").find("watch=1"),
+  EXPECT_NE(testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "agent/informer.cpp").find("watch=1"),
             std::string::npos);
-  EXPECT_NE(slurp(fs::path(AMBIENT_SOURCE_DIR) / "agent/kube_access.cpp").find(".patch("),
-            std::string::npos);
+  EXPECT_NE(
+      testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "agent/kube_access.cpp").find(".patch("),
+      std::string::npos);
 
   // Who gets them: our service account only.
   for (const auto* kind : {"ClusterRoleBinding", "RoleBinding"}) {

@@ -62,7 +62,7 @@ class HostProbe : public ::testing::Test {
 
 TEST_F(HostProbe, ProbeArrivesSnatedAndUncapturedWhileOtherTrafficIsCaptured) {
   auto probe = Probe();
-  probe->add("pod-a", {Addr::kPod4, Addr::kPod6});
+  probe->set_pod("pod-a", {Addr::kPod4, Addr::kPod6});
 
   EXPECT_EQ(ProbeFromHost(Addr::kPod4), "app:probe");
   EXPECT_EQ(app_->peers().back(), std::string(contract::kProbeSnatV4));
@@ -74,7 +74,8 @@ TEST_F(HostProbe, ProbeArrivesSnatedAndUncapturedWhileOtherTrafficIsCaptured) {
   EXPECT_EQ(app_->peers().back(), Addr::kRemote4);
 
   // Once the pod's IP leaves the set, the node's own connection is captured like any other.
-  probe->remove("pod-a", {Addr::kPod4});
+  probe->set_pod("pod-a", {Addr::kPod6});
+  EXPECT_EQ(probe->entries(), (std::vector<ProbeEntry>{{"pod-a", Addr::kPod6}}));
   EXPECT_EQ(ProbeFromHost(Addr::kPod4), "app:probe");
   EXPECT_EQ(Inbound(), 2u);
   EXPECT_EQ(app_->peers().back(), Addr::kHostPod4);
@@ -82,7 +83,7 @@ TEST_F(HostProbe, ProbeArrivesSnatedAndUncapturedWhileOtherTrafficIsCaptured) {
 
 TEST_F(HostProbe, Ipv6ProbeArrivesFromTheV6ProbeAddress) {
   auto probe = Probe();
-  probe->add("pod-a", {Addr::kPod6});
+  probe->set_pod("pod-a", {Addr::kPod6});
   EXPECT_EQ(ProbeFromHost(Addr::kPod6), "app6:probe");
   EXPECT_EQ(app6_->peers().back(), std::string(contract::kProbeSnatV6));
   EXPECT_EQ(Inbound(), 0u);
@@ -92,7 +93,7 @@ TEST_F(HostProbe, OnlyTheConfiguredKubeletUidIsSnated) {
   HostProbeConfig cfg;
   cfg.kubelet_uid = 4242;  // our probe socket is uid 0: it must not match
   auto probe = Probe(cfg);
-  probe->add("pod-a", {Addr::kPod4});
+  probe->set_pod("pod-a", {Addr::kPod4});
   EXPECT_EQ(ProbeFromHost(Addr::kPod4), "app:probe");
   EXPECT_EQ(app_->peers().back(), Addr::kHostPod4);
   EXPECT_EQ(Inbound(), 1u);
@@ -100,24 +101,23 @@ TEST_F(HostProbe, OnlyTheConfiguredKubeletUidIsSnated) {
 
 TEST_F(HostProbe, AnIpOwnedByAnotherPodIsNeverRemoved) {
   auto probe = Probe();
-  probe->add("pod-a", {Addr::kPod4});
-  probe->add("pod-b", {Addr::kPod4});  // IP reused by a new pod before pod-a's DEL
+  probe->set_pod("pod-a", {Addr::kPod4});
+  probe->set_pod("pod-b", {Addr::kPod4});  // IP reused by a new pod before pod-a's DEL
   EXPECT_EQ(probe->entries(), (std::vector<ProbeEntry>{{"pod-b", Addr::kPod4}}));
 
-  probe->remove("pod-a", {Addr::kPod4});  // late DEL of the old pod
-  probe->remove_pod("pod-a");
+  probe->set_pod("pod-a", {});  // late DEL of the old pod
   EXPECT_EQ(probe->entries(), (std::vector<ProbeEntry>{{"pod-b", Addr::kPod4}}));
   EXPECT_EQ(ProbeFromHost(Addr::kPod4), "app:probe");
   EXPECT_EQ(app_->peers().back(), std::string(contract::kProbeSnatV4));
 
-  probe->remove("pod-b", {Addr::kPod4});
+  probe->set_pod("pod-b", {});
   EXPECT_TRUE(probe->entries().empty());
-  EXPECT_NO_THROW(probe->remove("pod-b", {Addr::kPod4}));
+  EXPECT_NO_THROW(probe->set_pod("pod-b", {}));
 }
 
 TEST_F(HostProbe, ReconcileRecreatesWhatWasFlushedOrDeleted) {
   auto probe = Probe();
-  probe->add("pod-a", {Addr::kPod4, Addr::kPod6});
+  probe->set_pod("pod-a", {Addr::kPod4, Addr::kPod6});
   EXPECT_TRUE(probe->base_is_current());
   const std::vector<ProbeEntry> desired = {{"pod-a", Addr::kPod4}, {"pod-a", Addr::kPod6}};
 
@@ -159,8 +159,8 @@ TEST_F(HostProbe, ReconcileRecreatesWhatWasFlushedOrDeleted) {
 
 TEST_F(HostProbe, BadInputIsRejected) {
   auto probe = Probe();
-  EXPECT_THROW(probe->add("pod-a", {"10.1.2"}), NetnsError);
-  EXPECT_THROW(probe->add("pod \"a\"", {Addr::kPod4}), NetnsError);
+  EXPECT_THROW(probe->set_pod("pod-a", {"10.1.2"}), NetnsError);
+  EXPECT_THROW(probe->set_pod("pod \"a\"", {Addr::kPod4}), NetnsError);
   EXPECT_TRUE(probe->entries().empty());
 }
 

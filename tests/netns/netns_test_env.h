@@ -11,8 +11,8 @@
 
 #include "netns/host_probe.h"
 #include "netns/redirect.h"
-#include "tests/netns/testbed.h"
 #include "tests/standins/proxy/inpod_proxy.h"
+#include "tests/support/testbed.h"
 
 namespace ambient::testbed {
 

@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include "tests/netns/testbed.h"
+#include "tests/support/testbed.h"
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);

@@ -25,11 +25,14 @@
 #include <nlohmann/json.hpp>
 
 #include "netns/netns.h"
+#include "tests/support/files.h"
 #include "tests/support/process.h"
 
 extern char** environ;
 
 namespace ambient::runtime_test {
+
+using testing::read_file;
 namespace {
 
 using namespace std::chrono_literals;
@@ -37,13 +40,6 @@ using namespace std::chrono_literals;
 constexpr const char* kPrefix = "ambrt-";
 constexpr const char* kCniCache = "/var/lib/cni/results";
 constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void write_file(const fs::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
@@ -649,15 +645,6 @@ std::string random_uid() {
   };
   return hex(rng(), 8) + "-" + hex(rng(), 4) + "-4" + hex(rng(), 3) + "-a" + hex(rng(), 3) + "-" +
          hex(rng(), 12);
-}
-
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= until) return condition();
-    std::this_thread::sleep_for(50ms);
-  }
 }
 
 Command run_command(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/wait.h"
+
 namespace ambient::runtime_test {
 
 namespace fs = std::filesystem;
@@ -122,7 +124,7 @@ class EchoServer {
 std::string random_uid();
 
 // Polls `condition` every 50 ms until it holds or `timeout` passes; returns its last value.
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+using testing::wait_until;
 
 // Runs a command (no shell), returns exit code and combined output; bounded by `timeout`.
 struct Command {

@@ -17,6 +17,8 @@
 #include <thread>
 
 #include "netns/netns.h"
+#include "tests/support/files.h"
+#include "tests/support/wait.h"
 
 #ifndef AMBIENT_ZTUNNEL_CACHED_BIN
 #define AMBIENT_ZTUNNEL_CACHED_BIN ""
@@ -32,13 +34,6 @@ using namespace std::chrono_literals;
 constexpr int kAdminPort = 15000;
 constexpr int kStatsPort = 15020;
 constexpr int kReadinessPort = 15021;
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Writes through a temporary name and renames: a reader never sees half a file.
 void write_file_atomic(const fs::path& p, const std::string& text) {
@@ -264,7 +259,7 @@ std::vector<std::string> ZtunnelPeer::proxies_up() {
 
 std::vector<LogLine> ZtunnelPeer::log() {
   std::vector<LogLine> out;
-  std::istringstream in(read_file(log_path()));
+  std::istringstream in(testing::read_file(log_path()));
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] != '{') continue;
@@ -307,7 +302,7 @@ std::vector<LogLine> ZtunnelPeer::problems() {
 
 std::string ZtunnelPeer::report(std::size_t lines) {
   std::vector<std::string> all;
-  std::istringstream in(read_file(log_path()));
+  std::istringstream in(testing::read_file(log_path()));
   std::string line;
   while (std::getline(in, line)) all.push_back(line);
   std::string out = "---- " + o_.name + " (" + log_path().string() + "), last lines:\n";
@@ -329,12 +324,7 @@ std::string ZtunnelPeer::report(std::size_t lines) {
 
 bool ZtunnelPeer::wait_for(const std::function<bool()>& condition,
                            std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(50ms);
-  }
+  return testing::wait_until(condition, timeout, 50ms);
 }
 
 }  // namespace ambient::peers

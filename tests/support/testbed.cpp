@@ -1,4 +1,4 @@
-#include "tests/netns/testbed.h"
+#include "tests/support/testbed.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -12,6 +12,7 @@
 
 #include "plugin/cni_error.h"
 #include "plugin/plugin.h"
+#include "rundir/store.h"
 
 namespace ambient::plugin {
 namespace {
@@ -44,19 +45,18 @@ class ScriptedSource : public PodMetadataSource {
   Script& s_;
 };
 
-// An agent that records what it was asked and answers as scripted (or is unreachable).
+// An agent that records what it was asked and answers as scripted (or is not running).
 struct AgentScript {
   bool reachable = false;
-  config::AgentReply reply = config::AgentReply::success();
-  std::vector<config::AgentRequest> requests;
+  rundir::AgentReply reply = rundir::AgentReply::success(false, "no enablement selector matched");
+  std::vector<rundir::AgentRequest> requests;
 };
 
 class ScriptedAgent : public AgentClient {
  public:
   explicit ScriptedAgent(AgentScript& s) : s_(s) {}
-  config::AgentReply call(const config::AgentRequest& r) override {
-    if (!s_.reachable)
-      throw CniError(11, "node agent unavailable: /run/x/agent.sock: No such file");
+  rundir::AgentReply call(const rundir::AgentRequest& r) override {
+    if (!s_.reachable) throw AgentNotRunning("/run/x/agent.sock: No such file or directory");
     s_.requests.push_back(r);
     return s_.reply;
   }
@@ -156,44 +156,63 @@ TEST_F(PluginFlow, EnrolledPodFailsClosedWithoutAgent) {
   EXPECT_EQ(output()["code"], 11);
   EXPECT_NE(output()["msg"].get<std::string>().find("node agent unavailable"), std::string::npos);
   // A failed ADD leaves no record claiming a running pod.
-  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
 }
 
-TEST_F(PluginFlow, EnrolledPodIsHandedToTheAgent) {
+TEST_F(PluginFlow, TheAgentDecidesAndEnrolsInOneRoundTrip) {
   agent_.reachable = true;
-  script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
-  EXPECT_EQ(run(env("ADD"), conf()), 0);
+  agent_.reply = rundir::AgentReply::success(true, "namespace label ambient");
+  EXPECT_EQ(run(env("ADD", "K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web;K8S_POD_UID=u-1"), conf()), 0);
   EXPECT_EQ(output(), conf()["prevResult"]);
+  EXPECT_EQ(script_.calls, 0);  // the plugin itself never read the API
   ASSERT_EQ(agent_.requests.size(), 1u);
   const auto& r = agent_.requests[0];
   EXPECT_EQ(r.op, "add");
   EXPECT_EQ(r.pod.container_id, "c0ffee");
   EXPECT_EQ(r.pod.namespace_, "demo");
   EXPECT_EQ(r.pod.name, "web");
+  EXPECT_EQ(r.pod.uid, "u-1");
   EXPECT_EQ(r.pod.ips, std::vector<std::string>{"10.1.0.5"});
-  EXPECT_TRUE(r.redirect.dns_capture);
-  ASSERT_EQ(read_pod_records(run_dir_).size(), 1u);
+  ASSERT_EQ(rundir::RunDir(run_dir_).records().size(), 1u);
+  EXPECT_NE(log_.str().find("enrolled: namespace label ambient"), std::string::npos);
 }
 
 TEST_F(PluginFlow, AgentRefusalIsTheAddError) {
   agent_.reachable = true;
-  agent_.reply = config::AgentReply::failure(11, "ztunnel did not acknowledge pod demo/web",
+  agent_.reply = rundir::AgentReply::failure(11, "ztunnel did not take pod demo/web",
                                              "no ztunnel is connected");
-  script_.ns_labels = {{"istio.io/dataplane-mode", "ambient"}};
   EXPECT_EQ(run(env("ADD"), conf()), 1);
   EXPECT_EQ(output()["code"], 11);
   EXPECT_EQ(output()["details"], "no ztunnel is connected");
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
+}
+
+TEST_F(PluginFlow, AnAgentThatCannotDecideLeavesItToTheFailurePolicy) {
+  agent_.reachable = true;
+  agent_.reply = rundir::AgentReply::failure(11, "looking up pod demo/web: 401 Unauthorized");
+  agent_.reply.undecided = true;
+  EXPECT_EQ(run(env("ADD"), conf()), 1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_EQ(output()["msg"],
+            "cannot decide ambient enrolment (failure_policy=closed): looking up pod demo/web: "
+            "401 Unauthorized");
+  auto c = conf();
+  c["failure_policy"] = "open";
+  EXPECT_EQ(run(env("ADD"), c), 0);
+  EXPECT_EQ(output(), c["prevResult"]);
+  EXPECT_NE(log_.str().find("failure_policy=open"), std::string::npos);
+  EXPECT_EQ(script_.calls, 0);  // the agent's API answer is final: no second wait on the API
 }
 
 TEST_F(PluginFlow, UntouchedPodIsRecordedForLaterEnrolment) {
   EXPECT_EQ(run(env("ADD"), conf()), 0);
-  const auto records = read_pod_records(run_dir_);
+  const auto records = rundir::RunDir(run_dir_).records();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].netns, netns_path_);
   EXPECT_TRUE(agent_.requests.empty());
   auto del = env("DEL");
   EXPECT_EQ(run(del, conf()), 0);
-  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
 }
 
 TEST_F(PluginFlow, DelTellsTheAgentOrLeavesATombstone) {
@@ -218,7 +237,7 @@ TEST_F(PluginFlow, DelWithoutKubernetesArgsFindsThePodInTheAddRecord) {
   EXPECT_EQ(agent_.requests[0].op, "del");
   EXPECT_EQ(agent_.requests[0].pod.namespace_, "demo");
   EXPECT_EQ(agent_.requests[0].pod.name, "web");
-  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
 }
 
 TEST_F(PluginFlow, GcReleasesStaleRecords) {
@@ -227,7 +246,7 @@ TEST_F(PluginFlow, GcReleasesStaleRecords) {
   auto c = conf("1.1.0");
   c["cni.dev/valid-attachments"] = json::array({{{"containerID", "other"}, {"ifname", "eth0"}}});
   EXPECT_EQ(run(env("GC"), c), 0);
-  EXPECT_TRUE(read_pod_records(run_dir_).empty());
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
   ASSERT_EQ(agent_.requests.size(), 1u);
   EXPECT_EQ(agent_.requests[0].op, "del");
   EXPECT_EQ(agent_.requests[0].pod.container_id, "c0ffee");
@@ -299,8 +318,13 @@ TEST_F(PluginFlow, VersionGates) {
 }
 
 TEST_F(PluginFlow, CheckOfAnUntouchedPodSucceeds) {
-  EXPECT_EQ(run(env("CHECK"), conf("0.4.0")), 0);
+  EXPECT_EQ(run(env("CHECK"), conf("0.4.0")), 0);  // no agent: decided from the API
   EXPECT_EQ(out_.str(), "");
+  agent_.reachable = true;
+  agent_.reply = rundir::AgentReply::success(true, "in place");
+  EXPECT_EQ(run(env("CHECK"), conf("0.4.0")), 0);
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  EXPECT_EQ(agent_.requests[0].op, "check");
 }
 
 TEST_F(PluginFlow, StatusNeedsAKubeconfig) {

@@ -71,5 +71,12 @@ TEST(CniVersion, Errors) {
   EXPECT_THROW(convert_result(json::array(), "1.0.0", "0.4.0"), CniError);
 }
 
+TEST(CniResult, Ips) {
+  const auto ips = result_ips(nlohmann::json::parse(
+      R"({"ips":[{"address":"10.0.0.5/24"},{"address":"fd00::5/64"},{"gateway":"x"},3]})"));
+  EXPECT_EQ(ips, (std::vector<std::string>{"10.0.0.5", "fd00::5"}));
+  EXPECT_TRUE(result_ips(nullptr).empty());
+}
+
 }  // namespace
 }  // namespace ambient::plugin

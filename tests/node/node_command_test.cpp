@@ -12,16 +12,16 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/pod_table.h"
-#include "config/agent_protocol.h"
 #include "kube/client.h"
 #include "kube/kubeconfig.h"
 #include "netns/host_probe.h"
 #include "netns/redirect.h"
+#include "rundir/store.h"
 #include "tests/install/install_fixture.h"
-#include "tests/netns/testbed.h"
 #include "tests/standins/apiserver/apiserver.h"
 #include "tests/standins/ztunnel/ztunnel_standin.h"
 #include "tests/support/process.h"
+#include "tests/support/testbed.h"
 
 namespace ambient {
 namespace {
@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::NodeDirs;
-using testing::slurp;
+using testing::read_file;
 using testing::snapshot;
 using testing::spit;
 using testing::wait_for;
@@ -66,7 +66,7 @@ std::vector<std::string> types(const std::string& text) {
 }
 
 bool ours_last(const fs::path& f) {
-  const auto t = types(slurp(f));
+  const auto t = types(read_file(f));
   return !t.empty() && t.back() == "ambient-cni";
 }
 
@@ -93,7 +93,7 @@ bool wait_alive(const testing::BackgroundProcess& p, const std::function<bool()>
 
 // What ctest would otherwise not show: the child's log.
 std::string tail(const fs::path& log) {
-  return "---- " + log.string() + "\n" + slurp(log);
+  return "---- " + log.string() + "\n" + read_file(log);
 }
 
 class NodeCommand : public ::testing::Test {
@@ -146,7 +146,8 @@ class NodeCommand : public ::testing::Test {
   testing::Snapshot node_state() const {
     auto s = snapshot(dirs_.conf);
     for (const auto& [k, v] : snapshot(dirs_.bin)) s["bin/" + k] = v;
-    if (fs::exists(dirs_.run / "kubeconfig")) s["run/kubeconfig"] = slurp(dirs_.run / "kubeconfig");
+    if (fs::exists(dirs_.run / "kubeconfig"))
+      s["run/kubeconfig"] = read_file(dirs_.run / "kubeconfig");
     return s;
   }
 
@@ -162,7 +163,7 @@ TEST_F(NodeCommand, InstallFromTheEnvironmentThenUninstallRestoresTheNode) {
                     "AMBIENT_FAILURE_POLICY=open", "AMBIENT_PLUGIN_LOG_LEVEL=debug"});
   ASSERT_EQ(x.exit_code, 0) << x.err;
   ASSERT_TRUE(ours_last(dirs_.conf / "10-k8s.conflist"));
-  const auto entry = json::parse(slurp(dirs_.conf / "10-k8s.conflist"))["plugins"].back();
+  const auto entry = json::parse(read_file(dirs_.conf / "10-k8s.conflist"))["plugins"].back();
   EXPECT_EQ(entry["exclude_namespaces"], json({"kube-system", "legacy"}));
   EXPECT_EQ(entry["dns_capture"], false);
   EXPECT_EQ(entry["failure_policy"], "open");
@@ -222,8 +223,8 @@ TEST_F(NodeCommand, InstallWaitsForAPrimaryConfiguration) {
       << timed_out.err;
 
   auto p = background({"install"});
-  ASSERT_TRUE(
-      wait_for([&] { return slurp(log_path()).find("waiting for one") != std::string::npos; }, 10s))
+  ASSERT_TRUE(wait_for(
+      [&] { return read_file(log_path()).find("waiting for one") != std::string::npos; }, 10s))
       << tail(log_path());
   EXPECT_TRUE(p->running());
   spit(dirs_.conf / "10-mynet.conf", R"({"cniVersion":"1.0.0","name":"mynet","type":"bridge"})");
@@ -307,7 +308,7 @@ TEST_F(NodeCommand, RunIsReadyOnlyOnceInstalledAndAnUpgradeStopLeavesEverything)
       *p,
       [&] {
         return fs::exists(dirs_.run / "agent.sock") &&
-               slurp(log_path()).find("waiting for one") != std::string::npos;
+               read_file(log_path()).find("waiting for one") != std::string::npos;
       },
       15s))
       << tail(log_path());
@@ -335,7 +336,7 @@ TEST_F(NodeCommand, RunIsReadyOnlyOnceInstalledAndAnUpgradeStopLeavesEverything)
   EXPECT_EQ(p->stop(SIGTERM, 15s), 0) << tail(log_path());
   EXPECT_EQ(daemonset.gets(), 1);
   EXPECT_EQ(node_state(), installed);  // upgrade: plugin, entry and kubeconfig stay
-  EXPECT_NE(slurp(log_path()).find("the DaemonSet still exists"), std::string::npos);
+  EXPECT_NE(read_file(log_path()).find("the DaemonSet still exists"), std::string::npos);
 }
 
 class RunRemoval : public NodeCommand {
@@ -344,7 +345,7 @@ class RunRemoval : public NodeCommand {
   testing::Execution cni_add(const std::string& conflist, const std::string& netns,
                              const std::string& ns, const std::string& name, const std::string& uid,
                              const std::string& ip) const {
-    const auto list = json::parse(slurp(conflist));
+    const auto list = json::parse(read_file(conflist));
     auto conf = list["plugins"].back();
     conf["cniVersion"] = list["cniVersion"];
     conf["name"] = list["name"];
@@ -419,7 +420,7 @@ TEST_F(RunRemoval, RemovalUnenrolsEveryPodFirstThenLeavesTheNodeAsItWas) {
 
   // The DaemonSet is gone (the stand-in has none: 404): SIGTERM means removal.
   EXPECT_EQ(p->stop(SIGTERM, 20s), 0) << tail(log_path());
-  const auto log = slurp(log_path());
+  const auto log = read_file(log_path());
   EXPECT_NE(log.find("the DaemonSet no longer exists"), std::string::npos) << log;
   // The pod first: ztunnel was told, the rules are gone, the annotation removed…
   const auto reqs = ztunnel.requests();
@@ -445,16 +446,16 @@ TEST_F(RunRemoval, UninstallReleasesThePodsAnEarlierAgentLeft) {
   netns::apply(netns::NetnsHandle::open(pod_netns), plan);
   netns::HostProbeSnat probes(topo.open(topo.host()), {});
   probes.ensure();
-  probes.add("uid-db", {testbed::Addr::kPod4});
-  agent::PodTable table(dirs_.run.string());
-  config::PodRecord rec;
-  rec.uid = "uid-db";
-  rec.name = "db";
-  rec.namespace_ = "demo";
-  rec.netns = pod_netns;
-  rec.container_id = "c-db";
-  rec.ips = {testbed::Addr::kPod4};
-  table.put({rec, "default", {}, nullptr});
+  probes.set_pod("uid-db", {testbed::Addr::kPod4});
+  rundir::Enrolment e;
+  e.pod.uid = "uid-db";
+  e.pod.name = "db";
+  e.pod.namespace_ = "demo";
+  e.pod.netns = pod_netns;
+  e.pod.container_id = "c-db";
+  e.pod.ips = {testbed::Addr::kPod4};
+  e.service_account = "default";
+  rundir::RunDir(dirs_.run.string()).write_enrolled(e);
   put_pod("demo", "db", "uid-db", {{"ambient.istio.io/redirection", "enabled"}});
   spit(dirs_.conf / "10-k8s.conflist", kBridge);
   ASSERT_EQ(node({"install"}).exit_code, 0);
@@ -468,7 +469,7 @@ TEST_F(RunRemoval, UninstallReleasesThePodsAnEarlierAgentLeft) {
   EXPECT_EQ(annotation("demo", "db"), "");
   EXPECT_FALSE(fs::exists(dirs_.run / "enrolled" / "uid-db.json"));
   EXPECT_FALSE(host_table_exists(topo.host()));
-  EXPECT_EQ(slurp(dirs_.conf / "10-k8s.conflist"), kBridge);
+  EXPECT_EQ(read_file(dirs_.conf / "10-k8s.conflist"), kBridge);
   EXPECT_FALSE(fs::exists(dirs_.bin / "ambient-cni"));
   EXPECT_FALSE(fs::exists(dirs_.run / "kubeconfig"));
   EXPECT_LT(u.err.find("pod demo/db released"),

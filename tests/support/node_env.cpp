@@ -1,4 +1,4 @@
-#include "tests/e2e/e2e_env.h"
+#include "tests/support/node_env.h"
 
 #include <unistd.h>
 

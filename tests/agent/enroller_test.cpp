@@ -1,0 +1,305 @@
+// The Enroller's ordering and rollback, without root: every step behind its interface is a fake
+// that records what is in place and fails on demand. Each step fails in turn, and afterwards
+// nothing of the attempt is left: no rules, no probe entry, no state (in memory or in the run
+// dir), no ztunnel workload, no "enabled" annotation.
+#include <gtest/gtest.h>
+
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "agent/enroller.h"
+#include "config/constants.h"
+#include "kube/client.h"
+
+namespace ambient::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What is in place, as the fakes saw it, and what they are told to fail.
+struct World {
+  std::map<int, std::string> open;  // fd → netns path (the fake opener's handles)
+  std::set<std::string> rules;      // netns paths with our rules
+  std::map<std::string, std::vector<std::string>> probes;  // pod uid → IPs
+  std::set<std::string> ztunnel;                           // uids ztunnel holds
+  std::map<std::string, std::string> annotations;          // "ns/name" → value
+  std::string fail;  // the step that fails: netns, rules, probes, ztunnel, annotation
+  std::set<std::string> fail_undo;  // steps whose undo fails too
+};
+
+class FakeNetns final : public NetnsOpener {
+ public:
+  explicit FakeNetns(World& w) : w_(w) {}
+  std::shared_ptr<netns::NetnsHandle> open(const std::string& path) override {
+    if (w_.fail == "netns") {
+      throw netns::NetnsError(netns::ErrorKind::NotFound, "netns " + path + " does not exist",
+                              ENOENT);
+    }
+    // Any process may hold its own netns: the fake hands that out and remembers whose it is.
+    auto h = std::make_shared<netns::NetnsHandle>(netns::NetnsHandle::current());
+    w_.open[h->fd()] = path;
+    return h;
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeRules final : public RulesStep {
+ public:
+  explicit FakeRules(World& w) : w_(w) {}
+  void apply(const netns::NetnsHandle& ns, const netns::RedirectPlan&) override {
+    if (w_.fail == "rules") throw netns::NetnsError(netns::ErrorKind::Nftables, "nft: injected");
+    w_.rules.insert(w_.open.at(ns.fd()));
+  }
+  void remove(const netns::NetnsHandle& ns) override {
+    if (w_.fail_undo.contains("rules")) {
+      throw netns::NetnsError(netns::ErrorKind::Netlink, "netlink: injected");
+    }
+    w_.rules.erase(w_.open.at(ns.fd()));
+  }
+  netns::Inspection inspect(const netns::NetnsHandle& ns, const netns::RedirectPlan&) override {
+    netns::Inspection i;
+    i.status = w_.rules.contains(w_.open.at(ns.fd())) ? netns::RedirectStatus::Current
+                                                      : netns::RedirectStatus::Absent;
+    return i;
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeProbes final : public ProbeStep {
+ public:
+  explicit FakeProbes(World& w) : w_(w) {}
+  void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
+    if (!ips.empty() && w_.fail == "probes") {
+      throw netns::NetnsError(netns::ErrorKind::Nftables, "probe set: injected");
+    }
+    if (ips.empty()) {
+      w_.probes.erase(std::string(uid));
+    } else {
+      w_.probes[std::string(uid)] = ips;
+    }
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeZtunnel final : public ZtunnelStep {
+ public:
+  explicit FakeZtunnel(World& w) : w_(w) {}
+  void add(const ZdsWorkload& wl) override {
+    if (w_.fail == "ztunnel") throw ZdsError(ZdsError::Kind::kNack, "ztunnel refused add: boom");
+    w_.ztunnel.insert(wl.uid);
+  }
+  void del(const std::string& uid) override { w_.ztunnel.erase(uid); }
+  std::size_t connections() const override { return 1; }
+
+ private:
+  World& w_;
+};
+
+class FakeStatus final : public StatusStep {
+ public:
+  explicit FakeStatus(World& w) : w_(w) {}
+  void set(const std::string& ns, const std::string& name, std::string_view value) override {
+    if (w_.fail == "annotation" && value == contract::kRedirectionEnabled) {
+      throw kube::ApiError(kube::ApiError::Kind::kForbidden, 403, "pods/status: forbidden");
+    }
+    w_.annotations[ns + "/" + name] = std::string(value);
+  }
+  void clear(const std::string& ns, const std::string& name) override {
+    w_.annotations.erase(ns + "/" + name);
+  }
+
+ private:
+  World& w_;
+};
+
+class EnrollerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("enroller-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    pods_ = std::make_unique<PodTable>(rundir::RunDir(dir_.string()));
+    log_ = std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log_text_));
+    enroller_ = std::make_unique<Enroller>(
+        EnrollerDeps{*pods_, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_});
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static Enrolment pod(const std::string& name, const std::string& container = "sb-1") {
+    Enrolment e;
+    e.pod = {container,   "/var/run/netns/" + name, "eth0", "uid-" + name, name, "demo",
+             {"10.0.0.5"}};
+    e.service_account = name + "-sa";
+    return e;
+  }
+
+  // Nothing of the pod anywhere.
+  void expect_nothing_left(const Enrolment& e) {
+    EXPECT_FALSE(w_.rules.contains(e.pod.netns)) << "rules left";
+    EXPECT_FALSE(w_.probes.contains(e.pod.uid)) << "probe entry left";
+    EXPECT_FALSE(w_.ztunnel.contains(e.pod.uid)) << "ztunnel workload left";
+    const auto it = w_.annotations.find("demo/" + e.pod.name);
+    EXPECT_TRUE(it == w_.annotations.end() || it->second != contract::kRedirectionEnabled);
+    EXPECT_FALSE(pods_->get(e.pod.uid).has_value()) << "agent state left";
+    EXPECT_TRUE(rundir::RunDir(dir_.string()).enrolled().empty()) << "run-dir state left";
+  }
+
+  World w_;
+  FakeNetns netns_{w_};
+  FakeRules rules_{w_};
+  FakeProbes probes_{w_};
+  FakeZtunnel ztunnel_{w_};
+  FakeStatus status_{w_};
+  Metrics metrics_;
+  fs::path dir_;
+  std::unique_ptr<PodTable> pods_;
+  std::ostringstream log_text_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Enroller> enroller_;
+};
+
+TEST_F(EnrollerTest, EveryStepInPlaceAfterASuccess) {
+  const auto e = pod("web");
+  const auto out = enroller_->enrol(e);
+  ASSERT_TRUE(out.ok) << out.msg << " " << out.details;
+  EXPECT_TRUE(w_.rules.contains(e.pod.netns));
+  EXPECT_EQ(w_.probes.at(e.pod.uid), e.pod.ips);
+  EXPECT_TRUE(w_.ztunnel.contains(e.pod.uid));
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
+  ASSERT_TRUE(pods_->get(e.pod.uid).has_value());
+  const auto persisted = rundir::RunDir(dir_.string()).enrolled();
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(persisted[0].pod, e.pod);
+  EXPECT_EQ(persisted[0].service_account, "web-sa");
+  EXPECT_NE(metrics_.render().find(R"(op="add",result="ok"} 1)"), std::string::npos);
+}
+
+struct FailCase {
+  const char* step;
+  const char* result;   // the metric's result label
+  const char* message;  // what the CNI error says
+};
+
+class EnrollerFailsStep : public EnrollerTest, public ::testing::WithParamInterface<FailCase> {};
+
+TEST_P(EnrollerFailsStep, LeavesNothingBehind) {
+  const auto& c = GetParam();
+  w_.fail = c.step;
+  const auto e = pod("web");
+  const auto out = enroller_->enrol(e);
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(out.code, 11);
+  EXPECT_NE(out.msg.find(c.message), std::string::npos) << out.msg;
+  EXPECT_NE(out.msg.find("demo/web"), std::string::npos) << out.msg;
+  expect_nothing_left(e);
+  EXPECT_NE(metrics_.render().find(std::string("op=\"add\",result=\"") + c.result + "\"} 1"),
+            std::string::npos)
+      << metrics_.render();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachStep, EnrollerFailsStep,
+    ::testing::Values(FailCase{"netns", "rules_failed", "cannot program ztunnel redirection"},
+                      FailCase{"rules", "rules_failed", "cannot program ztunnel redirection"},
+                      FailCase{"probes", "probe_failed", "host probe set"},
+                      FailCase{"ztunnel", "ztunnel_failed", "ztunnel did not take"},
+                      FailCase{"annotation", "annotation_failed", "as enabled"}),
+    [](const auto& info) { return std::string(info.param.step); });
+
+TEST_F(EnrollerTest, StateThatCannotBePersistedFailsTheEnrolmentCleanly) {
+  std::ofstream(dir_ / "enrolled") << "a file where the state directory should be";
+  const auto e = pod("web");
+  const auto out = enroller_->enrol(e);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.msg.find("cannot record pod demo/web in the run dir"), std::string::npos);
+  EXPECT_FALSE(w_.rules.contains(e.pod.netns));
+  EXPECT_FALSE(w_.probes.contains(e.pod.uid));
+  EXPECT_FALSE(w_.ztunnel.contains(e.pod.uid));
+  EXPECT_FALSE(pods_->get(e.pod.uid).has_value());
+}
+
+TEST_F(EnrollerTest, ZtunnelRefusalMarksThePodPending) {
+  w_.fail = "ztunnel";
+  EXPECT_FALSE(enroller_->enrol(pod("web")).ok);
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionPending);
+}
+
+TEST_F(EnrollerTest, AnUndoThatFailsIsReportedNotHidden) {
+  w_.fail = "annotation";
+  w_.fail_undo = {"rules"};
+  const auto out = enroller_->enrol(pod("web"));
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.details.find("could not undo: in-pod rules"), std::string::npos) << out.details;
+  EXPECT_NE(metrics_.render().find(R"(result="rollback_failed"} 1)"), std::string::npos);
+  EXPECT_NE(log_text_.str().find("rollback of in-pod rules failed"), std::string::npos);
+  // The other undos still ran.
+  EXPECT_FALSE(w_.ztunnel.contains("uid-web"));
+  EXPECT_FALSE(w_.probes.contains("uid-web"));
+  EXPECT_FALSE(pods_->get("uid-web").has_value());
+}
+
+TEST_F(EnrollerTest, AnEnrolmentWithoutUidIsInvalidAndTouchesNothing) {
+  auto e = pod("web");
+  e.pod.uid.clear();
+  const auto out = enroller_->enrol(e);
+  EXPECT_EQ(out.code, 7);
+  EXPECT_TRUE(w_.open.empty());
+}
+
+TEST_F(EnrollerTest, DelOfTheEnrolledSandboxReleasesEverything) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  auto older = e.pod;
+  older.container_id = "sb-0";  // a late DEL of an older sandbox of the same pod
+  enroller_->release_sandbox(older);
+  EXPECT_TRUE(w_.ztunnel.contains(e.pod.uid));
+  enroller_->release_sandbox(e.pod);
+  expect_nothing_left(e);
+  EXPECT_FALSE(w_.annotations.contains("demo/web"));  // removed, not set to something else
+  enroller_->release_sandbox(e.pod);                  // again: nothing to do, no failure
+}
+
+TEST_F(EnrollerTest, CheckFollowsWhatIsInPlace) {
+  const auto e = pod("web");
+  EXPECT_FALSE(enroller_->check("sb-1").ok);
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  EXPECT_TRUE(enroller_->check("sb-1").ok);
+  w_.rules.clear();
+  const auto drifted = enroller_->check("sb-1");
+  EXPECT_FALSE(drifted.ok);
+  EXPECT_NE(drifted.msg.find("not in place"), std::string::npos);
+}
+
+TEST_F(EnrollerTest, RestoreForgetsAPodWhoseNetnsIsGone) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  PodTable fresh(rundir::RunDir(dir_.string()));  // a restarted agent's empty table
+  Enroller again({fresh, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_});
+  w_.fail = "netns";
+  EXPECT_FALSE(again.restore(e));
+  EXPECT_FALSE(w_.probes.contains(e.pod.uid));
+  EXPECT_TRUE(rundir::RunDir(dir_.string()).enrolled().empty());
+  w_.fail.clear();
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  EXPECT_TRUE(again.restore(e));
+  EXPECT_TRUE(fresh.get(e.pod.uid).has_value());
+}
+
+}  // namespace
+}  // namespace ambient::agent

@@ -1,0 +1,172 @@
+// The run-dir store and the agent.sock messages: formats (including what older agents wrote),
+// one way to write (atomic, 0600 files in 0700 directories), and torn or foreign files reported
+// the same way by every reader.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/errors.h"
+#include "rundir/messages.h"
+#include "rundir/store.h"
+
+namespace ambient::rundir {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class RunDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = fs::path(::testing::TempDir()) /
+            ("rundir-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  void TearDown() override { fs::remove_all(path_); }
+  RunDir dir() const { return RunDir(path_.string()); }
+  static mode_t mode_of(const fs::path& p) {
+    struct stat st {};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 07777;
+  }
+
+  fs::path path_;
+};
+
+PodRecord record(const std::string& id) {
+  return {id, "/var/run/netns/" + id, "eth0", "uid-" + id, "web", "demo", {"10.0.0.5", "fd00::5"}};
+}
+
+TEST_F(RunDirTest, RecordsRoundTripWithModesWhateverTheUmask) {
+  const mode_t old = ::umask(0);
+  dir().write_record(record("c1"));
+  ::umask(old);
+  EXPECT_EQ(dir().read_record("c1"), record("c1"));
+  EXPECT_EQ(mode_of(path_ / "pods" / "c1.json"), 0600u);
+  EXPECT_EQ(mode_of(path_ / "pods"), 0700u);
+  EXPECT_EQ(dir().records(), std::vector<PodRecord>{record("c1")});
+  dir().remove_record("c1");
+  dir().remove_record("c1");  // twice: fine
+  EXPECT_FALSE(dir().read_record("c1").has_value());
+}
+
+TEST_F(RunDirTest, TornAndForeignFilesAreReportedTheSameWay) {
+  dir().write_record(record("good"));
+  std::ofstream(path_ / "pods" / "torn.json") << R"({"containerID":"torn","na)";
+  std::ofstream(path_ / "pods" / "foreign.json") << R"({"hello":"world"})";
+  std::ofstream(path_ / "pods" / "README") << "not ours";
+  std::ofstream(path_ / "pods" / ".ambient-cni-tmp.x.json.1.0") << "in flight";
+  std::vector<Problem> problems;
+  EXPECT_EQ(dir().records(&problems), std::vector<PodRecord>{record("good")});
+  ASSERT_EQ(problems.size(), 3u);  // the temp file is a write in flight, not a problem
+  std::map<std::string, std::string> by_file;
+  for (const auto& p : problems) by_file[fs::path(p.path).filename()] = p.error;
+  EXPECT_EQ(by_file["torn.json"], "not JSON (torn or foreign file)");
+  EXPECT_EQ(by_file["foreign.json"], "name: is required");
+  EXPECT_EQ(by_file["README"], "not a .json file of ours");
+  problems.clear();
+  EXPECT_FALSE(dir().read_record("torn", &problems).has_value());
+  EXPECT_EQ(problems.size(), 1u);
+}
+
+TEST_F(RunDirTest, ASymlinkIsNotFollowed) {
+  fs::create_directories(path_ / "pods");
+  std::ofstream(path_ / "elsewhere.json") << rundir::to_json(record("c1")).dump();
+  fs::create_symlink(path_ / "elsewhere.json", path_ / "pods" / "c1.json");
+  std::vector<Problem> problems;
+  EXPECT_FALSE(dir().read_record("c1", &problems).has_value());
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].error.find("cannot open"), std::string::npos) << problems[0].error;
+}
+
+TEST_F(RunDirTest, EnrolmentsRoundTripAndOldAgentsStateStillReads) {
+  Enrolment e;
+  e.pod = record("c1");
+  e.service_account = "web-sa";
+  e.redirect.dns_capture = false;
+  e.redirect.reroute_interfaces = {"tap0"};
+  dir().write_enrolled(e);
+  const auto back = dir().enrolled();
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].pod, e.pod);
+  EXPECT_EQ(back[0].service_account, "web-sa");
+  EXPECT_EQ(back[0].redirect, e.redirect);
+  EXPECT_TRUE(fs::exists(path_ / "enrolled" / "uid-c1.json"));
+  // What agents before the store wrote: the plugin's "add" request, op included.
+  std::ofstream(path_ / "enrolled" / "uid-old.json") << R"({"op":"add","pod":{"containerID":"c0",
+    "netns":"/var/run/netns/c0","ifname":"eth0","uid":"uid-old","name":"old","namespace":"demo",
+    "ips":["10.0.0.9"]},"serviceAccount":"default","redirect":{"dnsCapture":true,"ipv6":true,
+    "bypassInboundCapture":false,"rerouteInterfaces":[]}})";
+  EXPECT_EQ(dir().enrolled().size(), 2u);
+  dir().remove_enrolled("uid-c1");
+  EXPECT_EQ(dir().enrolled().size(), 1u);
+  // An enrolment without a pod UID cannot be owed to anyone.
+  std::ofstream(path_ / "enrolled" / "nouid.json") << R"({"pod":{"name":"x","namespace":"y"}})";
+  std::vector<Problem> problems;
+  EXPECT_EQ(dir().enrolled(&problems).size(), 1u);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].error, "pod.uid: is required");
+}
+
+TEST_F(RunDirTest, TombstonesAreTakenOnce) {
+  dir().write_tombstone(record("c1"));
+  dir().write_tombstone(record("c2"));
+  std::ofstream(path_ / "tombstones" / "bad.json") << "{";
+  std::vector<Problem> problems;
+  EXPECT_EQ(dir().take_tombstones(&problems).size(), 2u);
+  EXPECT_EQ(problems.size(), 1u);
+  EXPECT_TRUE(dir().take_tombstones().empty());
+  EXPECT_TRUE(fs::is_empty(path_ / "tombstones"));  // the unreadable one is gone too
+}
+
+TEST_F(RunDirTest, AWriteWhereTheDirectoryCannotBeIsAnError) {
+  std::ofstream(path_ / "pods") << "a file, not a directory";
+  EXPECT_THROW(dir().write_record(record("c1")), std::exception);
+}
+
+TEST(AgentMessages, RequestAndReplyRoundTrip) {
+  AgentRequest r{"add", record("c1")};
+  const auto back = agent_request_from_json(to_json(r));
+  EXPECT_EQ(back.op, "add");
+  EXPECT_EQ(back.pod, r.pod);
+
+  const auto ok = agent_reply_from_json(to_json(AgentReply::success(true, "pod label ambient")));
+  EXPECT_TRUE(ok.ok);
+  EXPECT_TRUE(ok.enrolled);
+  EXPECT_EQ(ok.reason, "pod label ambient");
+
+  auto bad = AgentReply::failure(11, "looking up pod demo/web: 401", "details");
+  bad.undecided = true;
+  const auto back_bad = agent_reply_from_json(to_json(bad));
+  EXPECT_FALSE(back_bad.ok);
+  EXPECT_EQ(back_bad.code, 11);
+  EXPECT_EQ(back_bad.details, "details");
+  EXPECT_TRUE(back_bad.undecided);
+}
+
+TEST(AgentMessages, MalformedOnesNameWhatIsWrong) {
+  const auto err = [](const char* text, bool request) {
+    try {
+      const auto j = json::parse(text);
+      request ? (void)agent_request_from_json(j) : (void)agent_reply_from_json(j);
+    } catch (const config::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(err(R"({"op":"explode","pod":{}})", true), "op: unknown operation explode");
+  EXPECT_EQ(err(R"({"op":"add"})", true), "pod: is required");
+  EXPECT_EQ(err(R"({"op":"add","pod":{"name":"w","namespace":"d"}})", true),
+            "pod.containerID: is required");
+  EXPECT_EQ(err(R"({"ok":false})", false), "code: must be an integer");
+  EXPECT_EQ(err(R"([1])", false), "reply: must be an object");
+}
+
+}  // namespace
+}  // namespace ambient::rundir
