@@ -119,7 +119,8 @@ struct Agent::Impl final : PluginRequests {
         probe_step(probes),
         finder(run_dir, options.proc_root, host.inode()) {
     zds = std::make_unique<ZdsServer>(
-        ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline},
+        ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline,
+                           [this](const std::string& w) { metrics.count_degraded(w); }},
         [this] { return snapshot(); }, log);
     enroller = std::make_unique<Enroller>(
         EnrollerDeps{pods, *netns_opener, *rules, probe_step, *zds, status, metrics, log});
@@ -211,9 +212,9 @@ struct Agent::Impl final : PluginRequests {
     if (pod.namespace_.empty()) pod.namespace_ = sandbox.namespace_;
     const auto decision = config::decide(options.policy, pod, ns);
     for (const auto& w : decision.warnings) log->warn("pod {}: {}", who, w);
-    metrics.count_request("decide", decision.enroll ? "enrol" : "untouched");
+    metrics.count_request("decide", decision.enrol ? "enrol" : "untouched");
     r.reason = decision.reason;
-    r.enrolled = decision.enroll;
+    r.enrolled = decision.enrol;
     r.pod = std::move(pod);
     return r;
   }
@@ -246,7 +247,10 @@ struct Agent::Impl final : PluginRequests {
     std::vector<rundir::Problem> problems;
     const auto persisted = run_dir.enrolled(&problems);
     const auto tombstones = run_dir.take_tombstones(&problems);
-    for (const auto& p : problems) log->warn("run dir: ignoring {}: {}", p.path, p.error);
+    for (const auto& p : problems) {
+      log->warn("run dir: ignoring {}: {}", p.path, p.error);
+      metrics.count_degraded("run_dir_unreadable");
+    }
     std::size_t kept = 0;
     for (const auto& e : persisted) {
       const bool deleted = std::any_of(tombstones.begin(), tombstones.end(), [&](const auto& t) {

@@ -12,7 +12,7 @@
 
 #include "agent/metrics.h"
 #include "config/constants.h"
-#include "config/enrollment_policy.h"
+#include "config/enrolment_policy.h"
 
 namespace ambient::agent {
 
@@ -31,7 +31,7 @@ struct AgentOptions {
   // Label changes: watch pods (on node_name) and namespaces and keep every pod where its labels
   // say, with the same policy as the plugin's conflist entry.
   bool watch = true;
-  config::EnrollmentPolicy policy;
+  config::EnrolmentPolicy policy;
   bool dns_capture = true;
   bool ipv6 = true;
   std::chrono::milliseconds drift_interval{30000};  // in-pod rules and host probe SNAT re-checked

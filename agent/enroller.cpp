@@ -99,6 +99,7 @@ Outcome Enroller::enrol(const Enrolment& e) {
       d_.status.set(p.namespace_, p.name, contract::kRedirectionPending);
     } catch (const kube::ApiError& api) {
       d_.log->warn("pod {}: cannot mark it pending: {}", who(p), api.what());
+      d_.metrics.count_degraded("annotation_failed");
     }
     return out;
   }
@@ -165,12 +166,14 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation) {
   } catch (const netns::NetnsError& e) {
     if (e.kind() != netns::ErrorKind::NotFound && e.kind() != netns::ErrorKind::NotNetns) {
       d_.log->warn("pod {}: removing in-pod rules: {}", who(rec), e.what());
+      d_.metrics.count_degraded("release_step_failed");
     }
   }
   try {
     d_.probes.set_pod(rec.uid, {});
   } catch (const netns::NetnsError& e) {
     d_.log->warn("pod {}: removing probe entries: {}", who(rec), e.what());
+    d_.metrics.count_degraded("release_step_failed");
   }
   d_.pods.erase(rec.uid);
   d_.metrics.set_enrolled_pods(d_.pods.size());
@@ -179,6 +182,7 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation) {
       d_.status.clear(rec.namespace_, rec.name);
     } catch (const kube::ApiError& e) {
       d_.log->warn("pod {}: removing the redirection annotation: {}", who(rec), e.what());
+      d_.metrics.count_degraded("annotation_failed");
     }
   }
   d_.log->info("pod {} released (uid {})", who(rec), rec.uid);
@@ -224,6 +228,7 @@ bool Enroller::restore(const Enrolment& e) {
     // Kept: the snapshot still hands it to ztunnel; the periodic reconcile retries the rules.
     d_.log->error("pod {}: re-applying redirection after restart failed: {}", who(e.pod),
                   ex.what());
+    d_.metrics.count_degraded("restore_failed");
   }
   d_.pods.adopt(std::move(pod));
   d_.metrics.set_enrolled_pods(d_.pods.size());

@@ -74,6 +74,7 @@ bool Informer::relist(kube::Client& client) {
     list = client.list(options_.path);
   } catch (const kube::ApiError& e) {
     log_->warn("{}: list failed: {}", options_.name, e.what());
+    if (options_.degraded) options_.degraded("api_list_failed");
     return false;
   }
   std::map<std::string, nlohmann::json> fresh;
@@ -171,6 +172,7 @@ void Informer::run() {
       }
       log_->warn("{}: watch interrupted: {}; retrying in {} ms", options_.name, e.what(),
                  backoff.count());
+      if (options_.degraded) options_.degraded("api_watch_interrupted");
       client.reset();  // a fresh connection after a failure
       sleep_for(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);

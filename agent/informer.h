@@ -33,6 +33,8 @@ class Informer {
     std::chrono::milliseconds watch_timeout{
         300000};  // one watch request (the server may end it sooner)
     std::chrono::milliseconds max_backoff{5000};
+    // Told about each handled failure: "api_list_failed", "api_watch_interrupted".
+    std::function<void(const std::string& what)> degraded;
   };
 
   Informer(Options options, ClientFactory make_client, Handler on_change,

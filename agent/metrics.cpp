@@ -14,6 +14,11 @@ void Metrics::count_repair(const std::string& what) {
   ++repairs_[what];
 }
 
+void Metrics::count_degraded(const std::string& what) {
+  std::lock_guard g(mu_);
+  ++degraded_[what];
+}
+
 void Metrics::observe_add_latency(std::chrono::duration<double> seconds) {
   std::lock_guard g(mu_);
   for (std::size_t i = 0; i < kBuckets.size(); ++i) {
@@ -36,6 +41,11 @@ std::string Metrics::render() const {
     << "# TYPE ambient_cni_repairs_total counter\n";
   for (const auto& [what, n] : repairs_) {
     o << "ambient_cni_repairs_total{what=\"" << what << "\"} " << n << '\n';
+  }
+  o << "# HELP ambient_cni_degraded_total Environmental failures the agent handled, by kind.\n"
+    << "# TYPE ambient_cni_degraded_total counter\n";
+  for (const auto& [what, n] : degraded_) {
+    o << "ambient_cni_degraded_total{what=\"" << what << "\"} " << n << '\n';
   }
   o << "# HELP ambient_cni_enrolled_pods Pods enrolled in ambient on this node.\n"
     << "# TYPE ambient_cni_enrolled_pods gauge\n"

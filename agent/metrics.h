@@ -14,6 +14,8 @@ class Metrics {
  public:
   void count_request(const std::string& op, const std::string& result);
   void count_repair(const std::string& what);
+  // An environmental failure the agent handled (docs/decisions/010-error-policy.md names each).
+  void count_degraded(const std::string& what);
   void observe_add_latency(std::chrono::duration<double> seconds);
   void set_enrolled_pods(std::size_t n) { enrolled_ = n; }
   void set_ztunnel_connections(std::size_t n) { ztunnels_ = n; }
@@ -26,6 +28,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> requests_;
   std::map<std::string, std::uint64_t> repairs_;
+  std::map<std::string, std::uint64_t> degraded_;
   std::array<std::uint64_t, kBuckets.size()> bucket_counts_{};
   std::uint64_t latency_count_ = 0;
   double latency_sum_ = 0;

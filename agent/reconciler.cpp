@@ -25,11 +25,16 @@ Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
   std::string pods_path = "/api/v1/pods";
   if (!o_.node_name.empty()) pods_path += "?fieldSelector=spec.nodeName%3D" + o_.node_name;
   pod_informer_ = std::make_unique<Informer>(
-      Informer::Options{"pods", pods_path, o_.watch_timeout}, d_.make_client,
-      [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); }, d_.log);
+      Informer::Options{"pods", pods_path, o_.watch_timeout, std::chrono::milliseconds(5000),
+                        [this](const std::string& w) { d_.metrics.count_degraded(w); }},
+      d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); },
+      d_.log);
   ns_informer_ = std::make_unique<Informer>(
-      Informer::Options{"namespaces", "/api/v1/namespaces", o_.watch_timeout}, d_.make_client,
-      [this](const std::string& k, const nlohmann::json* o) { on_namespace(k, o); }, d_.log);
+      Informer::Options{"namespaces", "/api/v1/namespaces", o_.watch_timeout,
+                        std::chrono::milliseconds(5000),
+                        [this](const std::string& w) { d_.metrics.count_degraded(w); }},
+      d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_namespace(k, o); },
+      d_.log);
 }
 
 Reconciler::~Reconciler() {
@@ -84,6 +89,7 @@ void Reconciler::on_pod(const std::string& key, const nlohmann::json* object) {
         pods_[uid] = std::move(pod);
       } catch (const config::ConfigError& e) {
         d_.log->warn("ignoring malformed pod {}: {}", key, e.what());
+        d_.metrics.count_degraded("malformed_api_object");
         return;
       }
     }
@@ -102,6 +108,7 @@ void Reconciler::on_namespace(const std::string& key, const nlohmann::json* obje
         namespaces_[key] = config::parse_namespace(*object);
       } catch (const config::ConfigError& e) {
         d_.log->warn("ignoring malformed namespace {}: {}", key, e.what());
+        d_.metrics.count_degraded("malformed_api_object");
         return;
       }
     }
@@ -154,6 +161,7 @@ void Reconciler::worker() {
       done = reconcile(item.uid);
     } catch (const std::exception& e) {
       d_.log->error("reconciling pod uid {}: {}", item.uid, e.what());
+      d_.metrics.count_degraded("reconcile_error");
       done = false;
     }
     {
@@ -186,7 +194,7 @@ bool Reconciler::reconcile(const std::string& uid) {
   bool want = false;
   if (pod && !finished(*pod)) {
     const auto decision = config::decide(o_.policy, *pod, ns);
-    want = decision.enroll;
+    want = decision.enrol;
   }
   if (want == current.has_value()) {
     // Enrolled with other redirect settings (an annotation changed): re-apply.
@@ -208,18 +216,19 @@ bool Reconciler::reconcile(const std::string& uid) {
       if (fresh.first.uid != uid) {
         want = false;  // replaced by a pod of the same name
       } else {
-        want =
-            !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enroll;
+        want = !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enrol;
         pod = fresh.first;
       }
     } catch (const kube::ApiError& e) {
       if (e.kind() != kube::ApiError::Kind::kNotFound) {
         d_.log->warn("pod {}: cannot confirm its labels: {}; will retry", who(*pod), e.what());
+        d_.metrics.count_degraded("api_read_failed");
         return false;
       }
       want = false;
     } catch (const config::ConfigError& e) {
       d_.log->warn("pod {}: malformed object from the API: {}", who(*pod), e.what());
+      d_.metrics.count_degraded("malformed_api_object");
       return false;
     }
     if (want == current.has_value()) return true;
@@ -242,6 +251,7 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
   if (!found) {
     d_.log->warn("pod {} should be enrolled but its network namespace was not found; will retry",
                  who(pod));
+    d_.metrics.count_degraded("netns_not_found");
     return false;
   }
   rundir::PodRecord sandbox;
@@ -277,6 +287,7 @@ void Reconciler::repair_drift() {
     } catch (const netns::NetnsError& e) {
       d_.log->error("pod {}/{}: drift check failed: {}", p.pod().namespace_, p.pod().name,
                     e.what());
+      d_.metrics.count_degraded("drift_check_failed");
     }
   }
   try {
@@ -289,6 +300,7 @@ void Reconciler::repair_drift() {
     }
   } catch (const netns::NetnsError& e) {
     d_.log->error("host probe reconcile failed: {}", e.what());
+    d_.metrics.count_degraded("probe_reconcile_failed");
   }
 }
 

@@ -22,14 +22,14 @@
 #include "agent/metrics.h"
 #include "agent/netns_finder.h"
 #include "agent/pod_table.h"
-#include "config/enrollment_policy.h"
+#include "config/enrolment_policy.h"
 #include "config/kube_objects.h"
 #include "netns/host_probe.h"
 
 namespace ambient::agent {
 
 struct ReconcilerOptions {
-  config::EnrollmentPolicy policy;
+  config::EnrolmentPolicy policy;
   NodeDefaults defaults;
   std::string node_name;  // empty: every pod the API lists (single-node testbeds)
   int workers = 4;

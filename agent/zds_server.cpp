@@ -78,6 +78,7 @@ struct ZdsServer::Impl {
     conns.remove_if([this](const auto& c) {
       if (!c->dead) return false;
       log->warn("ztunnel connection {} dropped", c->id);
+      if (options.degraded) options.degraded("ztunnel_disconnected");
       return true;
     });
   }
@@ -112,6 +113,7 @@ struct ZdsServer::Impl {
                 workloads.size(), adds);
     } catch (const ZdsError& e) {
       log->warn("ztunnel connection {} failed during hello/snapshot: {}", c->id, e.what());
+      if (options.degraded) options.degraded("ztunnel_snapshot_failed");
     }
   }
 

@@ -21,6 +21,8 @@ class ZdsServer final : public ZtunnelStep {
   struct Options {
     std::string socket_path;
     std::chrono::milliseconds deadline{5000};
+    // Told about each handled failure: "ztunnel_disconnected", "ztunnel_snapshot_failed".
+    std::function<void(const std::string& what)> degraded;
   };
   // Called for every new ztunnel connection, under the snapshot lock: every pod the agent
   // knows, with the netns fd it holds (or -1).

@@ -7,7 +7,7 @@
 namespace ambient::config {
 namespace {
 
-EnrollmentDecision untouched(std::string reason) {
+EnrolmentDecision untouched(std::string reason) {
   return {false, std::move(reason), {}};
 }
 
@@ -34,9 +34,9 @@ void warn_unknown_value(const Labels& labels, std::string_view what,
 
 }  // namespace
 
-std::optional<EnrollmentDecision> decide_from_names(const EnrollmentPolicy& policy,
-                                                    std::string_view pod_namespace,
-                                                    std::string_view pod_name) {
+std::optional<EnrolmentDecision> decide_from_names(const EnrolmentPolicy& policy,
+                                                   std::string_view pod_namespace,
+                                                   std::string_view pod_name) {
   if (pod_namespace.empty() || pod_name.empty()) {
     return untouched("not a Kubernetes pod (CNI_ARGS has no K8S_POD_NAMESPACE/K8S_POD_NAME)");
   }
@@ -51,8 +51,8 @@ std::optional<EnrollmentDecision> decide_from_names(const EnrollmentPolicy& poli
   return std::nullopt;
 }
 
-EnrollmentDecision decide(const EnrollmentPolicy& policy, const PodInfo& pod,
-                          const NamespaceInfo& ns) {
+EnrolmentDecision decide(const EnrolmentPolicy& policy, const PodInfo& pod,
+                         const NamespaceInfo& ns) {
   if (auto early = decide_from_names(policy, pod.namespace_, pod.name)) return *early;
   if (pod.host_network) return untouched("host network pod");
   if (pod.annotations.contains(contract::kSidecarStatusAnnotation)) {
@@ -64,12 +64,12 @@ EnrollmentDecision decide(const EnrollmentPolicy& policy, const PodInfo& pod,
     return untouched("ztunnel pod");
   }
 
-  EnrollmentDecision d;
+  EnrolmentDecision d;
   warn_unknown_value(pod.labels, "pod", d.warnings);
   warn_unknown_value(ns.labels, "namespace", d.warnings);
   for (const auto& sel : policy.enablement_selectors) {
     if (sel.pod.matches(pod.labels) && sel.namespace_.matches(ns.labels)) {
-      d.enroll = true;
+      d.enrol = true;
       d.reason = sel.reason;
       return d;
     }

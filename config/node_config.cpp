@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "config/enrollment_policy.h"
+#include "config/enrolment_policy.h"
 #include "config/errors.h"
 
 namespace ambient::config {

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config/enrollment_policy.h"
+#include "config/enrolment_policy.h"
 
 namespace ambient::config {
 
@@ -19,8 +19,8 @@ struct PluginConfig {
   std::string name;
   std::string type;
 
-  EnrollmentPolicy policy;  // exclude_namespaces, enablement_selectors, pod_namespace, …
-  std::string run_dir;      // cni_agent_run_dir
+  EnrolmentPolicy policy;  // exclude_namespaces, enablement_selectors, pod_namespace, …
+  std::string run_dir;     // cni_agent_run_dir
   std::string log_level = "info";
   std::string kubeconfig;  // default: <run_dir>/kubeconfig
   int api_timeout_ms = 5000;

@@ -58,12 +58,12 @@ int explain(const ExplainOptions& o) {
     }
     const auto d = config::decide(cfg.policy, pod, ns);
     if (o.output == "json") {
-      nlohmann::json j = {{"enroll", d.enroll}, {"reason", d.reason}};
+      nlohmann::json j = {{"enrol", d.enrol}, {"reason", d.reason}};
       if (!d.warnings.empty()) j["warnings"] = d.warnings;
       std::cout << j.dump() << '\n';
     } else {
-      std::cout << pod.namespace_ << "/" << pod.name << ": "
-                << (d.enroll ? "enrolled" : "untouched") << " (" << d.reason << ")\n";
+      std::cout << pod.namespace_ << "/" << pod.name << ": " << (d.enrol ? "enrolled" : "untouched")
+                << " (" << d.reason << ")\n";
       for (const auto& w : d.warnings) std::cout << "  warning: " << w << '\n';
     }
     return 0;

@@ -132,7 +132,7 @@ void decide_without_agent(const Invocation& in, const AgentNotRunning& why) {
   }
   const auto decision = config::decide(in.config.policy, meta.pod, meta.ns);
   for (const auto& w : decision.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
-  if (decision.enroll) {
+  if (decision.enrol) {
     throw CniError(cni_code::kTryAgainLater, "pod " + pod_ref(in.args) +
                                                  " is selected for ambient (" + decision.reason +
                                                  ") but " + why.what());

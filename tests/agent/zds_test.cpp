@@ -145,7 +145,7 @@ class ZdsServerTest : public ::testing::Test {
   void start(std::vector<ZdsWorkload> snapshot, std::chrono::milliseconds deadline = 1s) {
     snapshot_ = std::move(snapshot);
     server_ = std::make_unique<ZdsServer>(
-        ZdsServer::Options{socket(), deadline}, [this] { return snapshot_; },
+        ZdsServer::Options{socket(), deadline, {}}, [this] { return snapshot_; },
         std::make_shared<spdlog::logger>("zds", std::make_shared<spdlog::sinks::null_sink_mt>()));
     server_->start();
   }

@@ -13,7 +13,7 @@ struct Row {
   const char* name;
   PodInfo pod;
   NamespaceInfo ns;
-  bool enroll;
+  bool enrol;
   const char* reason;
   std::size_t warnings = 0;
 };
@@ -40,9 +40,9 @@ class DecisionMatrix : public ::testing::TestWithParam<Row> {};
 
 TEST_P(DecisionMatrix, FollowsPrecedence) {
   const auto& row = GetParam();
-  EnrollmentPolicy policy;
+  EnrolmentPolicy policy;
   const auto d = decide(policy, row.pod, row.ns);
-  EXPECT_EQ(d.enroll, row.enroll);
+  EXPECT_EQ(d.enrol, row.enrol);
   EXPECT_EQ(d.reason, row.reason);
   EXPECT_EQ(d.warnings.size(), row.warnings);
 }
@@ -90,7 +90,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Decision, FromNamesNeedsNoMetadataForEarlyRules) {
-  EnrollmentPolicy policy;
+  EnrolmentPolicy policy;
   EXPECT_TRUE(decide_from_names(policy, "kube-system", "x").has_value());
   EXPECT_TRUE(decide_from_names(policy, "", "x").has_value());
   EXPECT_TRUE(decide_from_names(policy, "demo", "").has_value());
@@ -100,22 +100,22 @@ TEST(Decision, FromNamesNeedsNoMetadataForEarlyRules) {
 }
 
 TEST(Decision, CustomExclusionsAndAgentIdentity) {
-  EnrollmentPolicy policy;
+  EnrolmentPolicy policy;
   policy.exclude_namespaces = {"monitoring"};
   policy.pod_namespace = "mesh";
   policy.daemonset_name = "cni";
   EXPECT_EQ(decide(policy, pod("monitoring", "p", kAmbient), ns("monitoring")).reason,
             "excluded namespace monitoring");
-  EXPECT_TRUE(decide(policy, pod("kube-system", "p", kAmbient), ns("kube-system")).enroll);
+  EXPECT_TRUE(decide(policy, pod("kube-system", "p", kAmbient), ns("kube-system")).enrol);
   EXPECT_EQ(decide(policy, pod("mesh", "cni-abc", kAmbient), ns("mesh")).reason,
             "ambient-cni node agent pod");
 }
 
 TEST(Decision, AmbientDisabledLeavesEverythingUntouched) {
-  EnrollmentPolicy policy;
+  EnrolmentPolicy policy;
   policy.ambient_enabled = false;
   const auto d = decide(policy, pod("demo", "w", kAmbient), ns("demo", kAmbient));
-  EXPECT_FALSE(d.enroll);
+  EXPECT_FALSE(d.enrol);
   EXPECT_EQ(d.reason, "ambient disabled in the plugin configuration");
 }
 
@@ -127,27 +127,27 @@ TEST(Decision, CustomSelectorsFromConfig) {
        "namespaceSelector": {"matchLabels": {"mesh": "yes"}}}
     ]})");
   const auto yes = decide(cfg.policy, pod("x", "p", {{"team", "b"}}), ns("x", {{"mesh", "yes"}}));
-  EXPECT_TRUE(yes.enroll);
+  EXPECT_TRUE(yes.enrol);
   EXPECT_EQ(yes.reason, "enablement selector 0 (pod: team in (a,b); namespace: mesh=yes)");
   EXPECT_FALSE(
-      decide(cfg.policy, pod("x", "p", {{"team", "c"}}), ns("x", {{"mesh", "yes"}})).enroll);
-  EXPECT_FALSE(decide(cfg.policy, pod("x", "p", {{"team", "a"}}), ns("x")).enroll);
+      decide(cfg.policy, pod("x", "p", {{"team", "c"}}), ns("x", {{"mesh", "yes"}})).enrol);
+  EXPECT_FALSE(decide(cfg.policy, pod("x", "p", {{"team", "a"}}), ns("x")).enrol);
   // The default ambient label no longer counts once selectors are replaced.
-  EXPECT_FALSE(decide(cfg.policy, pod("x", "p", kAmbient), ns("x", kAmbient)).enroll);
+  EXPECT_FALSE(decide(cfg.policy, pod("x", "p", kAmbient), ns("x", kAmbient)).enrol);
 }
 
 TEST(Decision, EmptySelectorListEnrolsNothing) {
   const auto cfg = parse_plugin_config(R"({"cniVersion":"1.0.0","enablement_selectors":[]})");
-  EXPECT_FALSE(decide(cfg.policy, pod("demo", "p", kAmbient), ns("demo", kAmbient)).enroll);
+  EXPECT_FALSE(decide(cfg.policy, pod("demo", "p", kAmbient), ns("demo", kAmbient)).enrol);
 }
 
 TEST(Decision, EmptySelectorsMatchEverything) {
   const auto cfg = parse_plugin_config(
       R"({"cniVersion":"1.0.0","enablement_selectors":[{"podSelector":{},"namespaceSelector":{}}]})");
-  EXPECT_TRUE(decide(cfg.policy, pod("legacy", "p"), ns("legacy")).enroll);
+  EXPECT_TRUE(decide(cfg.policy, pod("legacy", "p"), ns("legacy")).enrol);
   // Precedence still holds above the selectors.
-  EXPECT_FALSE(decide(cfg.policy, pod("kube-system", "p"), ns("kube-system")).enroll);
-  EXPECT_FALSE(decide(cfg.policy, pod("legacy", "p", {}, {}, true), ns("legacy")).enroll);
+  EXPECT_FALSE(decide(cfg.policy, pod("kube-system", "p"), ns("kube-system")).enrol);
+  EXPECT_FALSE(decide(cfg.policy, pod("legacy", "p", {}, {}, true), ns("legacy")).enrol);
 }
 
 }  // namespace

@@ -237,6 +237,29 @@ TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {
   auto snap = ztunnel().last_snapshot();
   std::sort(snap.begin(), snap.end());
   EXPECT_EQ(snap, (std::vector<std::string>{"uid-a", "uid-b"}));
+  EXPECT_NE(env_->agent().metrics().render().find(
+                R"(ambient_cni_degraded_total{what="ztunnel_disconnected"} 1)"),
+            std::string::npos);
+}
+
+// A state file torn by a crash (or written by something else) is reported and skipped; every
+// other enrolled pod is restored.
+TEST_F(Enrolment, RestartReportsTornStateAndRestoresTheRest) {
+  start_agent();
+  ASSERT_EQ(cni("ADD", a_).exit_code, 0);
+  env_->stop_agent();
+  std::ofstream(run_dir_ / "enrolled" / "uid-torn.json") << R"({"pod":{"containerID":"c)";
+  start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  EXPECT_TRUE(env_->agent().pods().get(a_.uid).has_value());
+  EXPECT_NE(env_->agent().metrics().render().find(
+                R"(ambient_cni_degraded_total{what="run_dir_unreadable"} 1)"),
+            std::string::npos);
+  std::ifstream log(run_dir_ / "agent.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("run dir: ignoring " + (run_dir_ / "enrolled" / "uid-torn.json").string() +
+                      ": not JSON (torn or foreign file)"),
+            std::string::npos);
 }
 
 // kill -9 of the agent process with 50 enrolled pods: a new agent restores them all and hands

@@ -178,6 +178,27 @@ TEST_F(LiveEnrolment, WatchDroppedOrExpiredMissesNothingAndDuplicatesNothing) {
   EXPECT_TRUE(enrolled(b));
   EXPECT_EQ(adds_for(a), 1u);
   EXPECT_EQ(adds_for(b), 1u);
+  // A degraded mode: logged, counted.
+  EXPECT_NE(env_->agent().metrics().render().find(
+                R"(ambient_cni_degraded_total{what="api_watch_interrupted"})"),
+            std::string::npos);
+}
+
+TEST_F(LiveEnrolment, MalformedObjectsFromTheApiAreSkippedAndCounted) {
+  const auto a = make_pod("demo", "good");
+  env_->start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  // Labels that are not a map: not a Pod this agent can read; the watch goes on.
+  env_->api().put({{"apiVersion", "v1"},
+                   {"kind", "Pod"},
+                   {"metadata", {{"name", "bad"}, {"namespace", "demo"}, {"labels", "x=y"}}},
+                   {"spec", {{"nodeName", "node-1"}}}});
+  ASSERT_TRUE(eventually([&] {
+    return env_->agent().metrics().render().find(
+               R"(ambient_cni_degraded_total{what="malformed_api_object"})") != std::string::npos;
+  }));
+  kubectl({"label", "ns", "demo", "istio.io/dataplane-mode=ambient"});
+  EXPECT_TRUE(eventually([&] { return enrolled(a); }));
 }
 
 TEST_F(LiveEnrolment, DriftIsRepairedWithinOneInterval) {

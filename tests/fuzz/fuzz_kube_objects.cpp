@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ambient::config::NamespaceInfo ns;
     ns.name = pod.namespace_;
     ns.labels = pod.labels;  // exercise namespace selectors with the same labels
-    (void)ambient::config::decide(ambient::config::EnrollmentPolicy{}, pod, ns);
+    (void)ambient::config::decide(ambient::config::EnrolmentPolicy{}, pod, ns);
   } catch (const ambient::config::ConfigError&) {
   }
   try {

@@ -298,10 +298,8 @@ TEST_F(Containerd, KubectlLabelNamespaceEnrolsRunningSandboxes) {
   report_running(b, b_s);
   expect_untouched(a, a_s);
   expect_untouched(b, b_s);
-  if (!wait_until([] { return mesh().agent_watches(); }, 3s)) {
-    GTEST_SKIP() << "the node agent does not watch the API yet (issue 5: enrol running pods "
-                    "when labels change); kubectl label ns cannot enrol running sandboxes";
-  }
+  ASSERT_TRUE(wait_until([] { return mesh().agent_watches(); }, 3s))
+      << "the node agent is not watching pods and namespaces";
 
   const auto labelled = mesh().kubectl({"label", "ns", "late", "istio.io/dataplane-mode=ambient"});
   ASSERT_EQ(labelled.exit_code, 0) << labelled.out;

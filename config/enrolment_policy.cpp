@@ -1,4 +1,4 @@
-#include "config/enrollment_policy.h"
+#include "config/enrolment_policy.h"
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +7,7 @@
 
 namespace ambient::config {
 
-std::vector<EnablementSelector> EnrollmentPolicy::default_selectors() {
+std::vector<EnablementSelector> EnrolmentPolicy::default_selectors() {
   const std::string key(contract::kDataplaneModeLabel);
   const std::string ambient(contract::kDataplaneModeAmbient);
   const std::string none(contract::kDataplaneModeNone);

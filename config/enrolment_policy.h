@@ -16,7 +16,7 @@ struct EnablementSelector {
   std::string reason;        // what a match is reported as, e.g. "namespace label ambient"
 };
 
-struct EnrollmentPolicy {
+struct EnrolmentPolicy {
   bool ambient_enabled = true;
   std::vector<std::string> exclude_namespaces{"kube-system"};
   std::vector<EnablementSelector> enablement_selectors = default_selectors();
