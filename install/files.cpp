@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/file.h"
+#include "base/unique_fd.h"
 #include "install/errors.h"
 
 namespace ambient::install {
@@ -20,81 +22,27 @@ namespace fs = std::filesystem;
   throw InstallError(what + " " + path.string() + ": " + std::strerror(err));
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-void write_all(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot write", path, errno);
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
 void fsync_dir(const fs::path& dir) {
-  Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.get() >= 0) ::fsync(d.get());  // best effort: durability, not correctness
-}
-
-fs::path temp_path_for(const fs::path& path) {
-  static std::atomic<unsigned> counter{0};
-  return path.parent_path() / (std::string(kTempPrefix) + path.filename().string() + "." +
-                               std::to_string(::getpid()) + "." + std::to_string(counter++));
+  base::UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (d) ::fsync(d.get());  // best effort: durability, not correctness
 }
 
 }  // namespace
 
 void write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
-  const fs::path tmp = temp_path_for(path);
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (fd.get() < 0) fail("cannot create", tmp, errno);
   try {
-    // The umask may have narrowed the mode given to open().
-    if (::fchmod(fd.get(), mode) != 0) fail("cannot chmod", tmp, errno);
-    write_all(fd.get(), content, tmp);
-    if (::fsync(fd.get()) != 0) fail("cannot fsync", tmp, errno);
-    if (::close(fd.release()) != 0) fail("cannot close", tmp, errno);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename into", path, errno);
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
+    base::write_file_atomic(path, content, mode);
+  } catch (const base::FileError& e) {
+    throw InstallError(e.what());
   }
-  fsync_dir(path.parent_path());
 }
 
 std::optional<std::string> read_file(const fs::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    fail("cannot open", path, errno);
+  try {
+    return base::read_file(path);
+  } catch (const base::FileError& e) {
+    throw InstallError(e.what());
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot read", path, errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
 }
 
 bool install_file(const fs::path& from, const fs::path& to, mode_t mode) {

@@ -10,15 +10,16 @@
 #include <string_view>
 #include <vector>
 
+#include "base/file.h"
 #include "install/conflist.h"
 
 namespace ambient::install {
 
-// Our temp files are named <kTempPrefix><target>.<pid>.<n>: hidden, and never ending in .conf or
-// .conflist, so no runtime ever loads a half-written one.
-inline constexpr std::string_view kTempPrefix = ".ambient-cni-tmp.";
+// Our temp files (base::write_file_atomic's) are named <kTempPrefix><target>.<pid>.<n>: hidden,
+// and never ending in .conf or .conflist, so no runtime ever loads a half-written one.
+using base::kTempPrefix;
 
-// Writes `content` to `path` atomically with exactly `mode`. Throws InstallError naming the path.
+// base::write_file_atomic, failures as InstallError naming the path.
 void write_file_atomic(const std::filesystem::path& path, std::string_view content, mode_t mode);
 
 // The whole file, or nullopt when it does not exist. Throws InstallError for other failures.

@@ -3,6 +3,8 @@
 // with the API stand-in, the real agent and the ztunnel stand-in around it.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
 #include "agent/agent.h"
 #include "agent/pod_table.h"
 #include "tests/runtime/containerd_harness.h"
@@ -149,8 +151,8 @@ TEST_F(Containerd, AmbientPodIsEnrolledAndItsTrafficCaptured) {
 
   report_running(web, web_s);
   report_running(db, db_s);
-  EchoServer app(db_s.netns, 8080, "db");
-  const auto r = tcp_exchange(web_s.netns, db_s.ip, 8080, "hello");
+  testbed::TcpServer app(db_s.netns, AF_INET, 8080, "db");
+  const auto r = testbed::tcp_exchange(web_s.netns, db_s.ip, 8080, "hello");
   ASSERT_TRUE(r.connected) << r.error;
   EXPECT_EQ(r.reply, "db:hello") << r.error;
   const auto out = mesh().ztunnel().connections(web.uid);
@@ -179,8 +181,8 @@ TEST_F(Containerd, PodLabelledNoneIsUntouched) {
   // Recorded (a later label change can enrol it without scanning /proc), but not enrolled.
   EXPECT_TRUE(mesh().pod_record(batch_id));
 
-  EchoServer app(db_s.netns, 8080, "db2");
-  const auto r = tcp_exchange(batch_s.netns, db_s.ip, 8080, "direct");
+  testbed::TcpServer app(db_s.netns, AF_INET, 8080, "db2");
+  const auto r = testbed::tcp_exchange(batch_s.netns, db_s.ip, 8080, "direct");
   EXPECT_EQ(r.reply, "db2:direct") << r.error;
   EXPECT_TRUE(mesh().ztunnel().connections(batch.uid).empty());
   ASSERT_FALSE(app.peers().empty());
@@ -311,8 +313,8 @@ TEST_F(Containerd, KubectlLabelNamespaceEnrolsRunningSandboxes) {
   expect_enrolled(a, a_s);
   expect_enrolled(b, b_s);
 
-  EchoServer app(b_s.netns, 9090, "b");
-  const auto r = tcp_exchange(a_s.netns, b_s.ip, 9090, "after label");
+  testbed::TcpServer app(b_s.netns, AF_INET, 9090, "b");
+  const auto r = testbed::tcp_exchange(a_s.netns, b_s.ip, 9090, "after label");
   EXPECT_EQ(r.reply, "b:after label") << r.error;
   const auto out = mesh().ztunnel().connections(a.uid);
   const auto in = mesh().ztunnel().connections(b.uid);

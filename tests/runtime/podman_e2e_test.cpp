@@ -4,6 +4,8 @@
 // K8S_POD_UID through CNI_ARGS, which podman appends to its own.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -130,8 +132,8 @@ TEST_F(Podman, RunEnrolsAmbientPodAndRemoveReleasesIt) {
   EXPECT_NE(adds[0].args.find(PrivatePodman::cni_args("pmshop", web.pod.uid)), std::string::npos)
       << adds[0].args;
 
-  EchoServer app(db.netns, 8080, "pm-db");
-  const auto r = tcp_exchange(web.netns, db.ip, 8080, "via podman");
+  testbed::TcpServer app(db.netns, AF_INET, 8080, "pm-db");
+  const auto r = testbed::tcp_exchange(web.netns, db.ip, 8080, "via podman");
   ASSERT_TRUE(r.connected) << r.error;
   EXPECT_EQ(r.reply, "pm-db:via podman") << r.error;
   const auto out = mesh().ztunnel().connections(web.pod.uid);

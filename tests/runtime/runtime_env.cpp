@@ -206,41 +206,6 @@ std::string oci_architecture() {
   return m;
 }
 
-sockaddr_storage make_addr(const std::string& ip, int port, socklen_t& len) {
-  sockaddr_storage ss{};
-  if (ip.find(':') == std::string::npos) {
-    auto& a = reinterpret_cast<sockaddr_in&>(ss);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, ip.c_str(), &a.sin_addr) != 1) throw std::invalid_argument(ip);
-    len = sizeof a;
-  } else {
-    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
-    a.sin6_family = AF_INET6;
-    a.sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, ip.c_str(), &a.sin6_addr) != 1) throw std::invalid_argument(ip);
-    len = sizeof a;
-  }
-  return ss;
-}
-
-std::string ip_of(const sockaddr_storage& ss) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, buf, sizeof buf);
-  } else {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr, buf, sizeof buf);
-  }
-  return buf;
-}
-
-void set_timeouts(int fd, std::chrono::milliseconds t) {
-  timeval tv{static_cast<time_t>(t.count() / 1000),
-             static_cast<suseconds_t>((t.count() % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 }  // namespace
 
 std::string owned_tag(const std::string& role) {
@@ -549,89 +514,6 @@ std::vector<std::string> nft_tables(const std::string& netns_path) {
 bool has_ambient_tables(const std::string& netns_path) {
   const auto t = nft_tables(netns_path);
   return std::find(t.begin(), t.end(), "inet istio-ambient-nat") != t.end();
-}
-
-Exchange tcp_exchange(const std::string& netns_path, const std::string& ip, int port,
-                      const std::string& payload) {
-  return netns::run_in(netns::NetnsHandle::open(netns_path), [&] {
-    Exchange r;
-    socklen_t len;
-    const sockaddr_storage dst = make_addr(ip, port, len);
-    const int fd = ::socket(dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    set_timeouts(fd, 8s);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&dst), len) != 0) {
-      r.error = std::string("connect: ") + std::strerror(errno);
-      ::close(fd);
-      return r;
-    }
-    r.connected = true;
-    if (::write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
-      r.error = std::string("write: ") + std::strerror(errno);
-    }
-    ::shutdown(fd, SHUT_WR);
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0) r.reply.append(buf, static_cast<size_t>(n));
-    if (n < 0) r.error = std::string("read: ") + std::strerror(errno);
-    ::close(fd);
-    return r;
-  });
-}
-
-EchoServer::EchoServer(const std::string& netns_path, int port, std::string tag)
-    : tag_(std::move(tag)) {
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
-  fd_ = netns::run_in(netns::NetnsHandle::open(netns_path), [&] {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t len;
-    const sockaddr_storage ss = make_addr("0.0.0.0", port, len);
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0 || ::listen(fd, 16) != 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      throw std::runtime_error("echo server bind/listen: " + err);
-    }
-    return fd;
-  });
-  thread_ = std::thread([this] { serve(); });
-}
-
-EchoServer::~EchoServer() {
-  const uint64_t one = 1;
-  (void)!::write(stop_fd_, &one, sizeof one);
-  thread_.join();
-  ::close(fd_);
-  ::close(stop_fd_);
-}
-
-std::vector<std::string> EchoServer::peers() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return peers_;
-}
-
-void EchoServer::serve() {
-  for (;;) {
-    pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) continue;
-    if (p[1].revents & POLLIN) return;
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    const int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      peers_.push_back(ip_of(peer));
-    }
-    set_timeouts(c, 8s);
-    std::string got;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(c, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
-    const std::string reply = tag_ + ":" + got;
-    (void)!::write(c, reply.data(), reply.size());
-    ::close(c);
-  }
 }
 
 std::string random_uid() {

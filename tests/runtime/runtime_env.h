@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/testbed.h"
 #include "tests/support/wait.h"
 
 namespace ambient::runtime_test {
@@ -91,34 +92,8 @@ std::vector<CniCall> cni_calls_for(const fs::path& calls_log, const std::string&
 std::vector<std::string> nft_tables(const std::string& netns_path);
 bool has_ambient_tables(const std::string& netns_path);
 
-struct Exchange {
-  bool connected = false;
-  std::string reply;
-  std::string error;
-};
-// From a socket created in the netns at `netns_path`: connect, send, half-close, read to EOF.
-Exchange tcp_exchange(const std::string& netns_path, const std::string& ip, int port,
-                      const std::string& payload);
-
-// A TCP server in the netns at `netns_path` (wildcard address): each connection gets
-// "<tag>:" + what it sent; the peer address of each is recorded.
-class EchoServer {
- public:
-  EchoServer(const std::string& netns_path, int port, std::string tag);
-  ~EchoServer();
-  EchoServer(const EchoServer&) = delete;
-  EchoServer& operator=(const EchoServer&) = delete;
-  std::vector<std::string> peers() const;
-
- private:
-  void serve();
-  int fd_ = -1;
-  int stop_fd_ = -1;
-  std::string tag_;
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::vector<std::string> peers_;
-};
+// Traffic between sandboxes: tests/support/testbed.h (tcp_exchange, TcpServer) with the
+// sandboxes' netns paths.
 
 // A fresh pod UID (RFC 4122 version 4 form, as the API server assigns them).
 std::string random_uid();

@@ -69,7 +69,38 @@ std::string ip_of(const sockaddr_storage& ss) {
 
 template <class F>
 auto in_ns(const std::string& name, F&& fn) {
-  return netns::run_in(netns::NetnsHandle::open(Topology::path(name)), std::forward<F>(fn));
+  // A name under /var/run/netns, or any netns path (a runtime's sandbox, /proc/PID/ns/net).
+  const std::string path = name.starts_with('/') ? name : Topology::path(name);
+  return netns::run_in(netns::NetnsHandle::open(path), std::forward<F>(fn));
+}
+
+std::string new_prefix() {
+  return "ambtest-" + std::to_string(getpid()) + "-" + hex_random();
+}
+
+// A namespace with lo up and no duplicate address detection on the interfaces created next (a
+// tentative link-local address delays the first neighbour solicitation by seconds); recorded in
+// `created` before anything else can fail, so the owner deletes it.
+void add_namespace(const std::string& name, std::vector<std::string>& created) {
+  must("ip netns add " + name);
+  created.push_back(name);
+  must("ip -n " + name + " link set lo up");
+  in_ns(name, [] {
+    for (const char* f :
+         {"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"}) {
+      std::ofstream(f) << "0";
+    }
+  });
+}
+
+// Sysctls written from a thread inside the namespace only.
+void enable_forwarding(const std::string& name) {
+  in_ns(name, [] {
+    for (const char* f :
+         {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}) {
+      std::ofstream(f) << "1";
+    }
+  });
 }
 
 std::string build_query(const std::string& name, uint16_t id) {
@@ -134,23 +165,11 @@ void sweep_leftover_namespaces() {
 }
 
 Topology::Topology(bool with_vm) {
-  prefix_ = "ambtest-" + std::to_string(getpid()) + "-" + hex_random();
+  prefix_ = new_prefix();
   try {
     std::vector<std::string> names = {host(), pod(), remote()};
     if (with_vm) names.push_back(vm());
-    for (const auto& n : names) {
-      must("ip netns add " + n);
-      created_.push_back(n);
-      must("ip -n " + n + " link set lo up");
-      // No duplicate address detection on the interfaces created next: a tentative link-local
-      // address delays the first neighbour solicitation by seconds.
-      in_ns(n, [] {
-        for (const char* f : {"/proc/sys/net/ipv6/conf/all/accept_dad",
-                              "/proc/sys/net/ipv6/conf/default/accept_dad"}) {
-          std::ofstream(f) << "0";
-        }
-      });
-    }
+    for (const auto& n : names) add_namespace(n, created_);
     const std::string H = host(), P = pod(), R = remote();
     // veths are created directly inside our namespaces: nothing appears in the machine's netns.
     must("ip -n " + H + " link add hp type veth peer name eth0 netns " + P);
@@ -179,13 +198,7 @@ Topology::Topology(bool with_vm) {
       must("ip -n " + V + " link set eth0 up");
       must("ip -n " + V + " route add default via 10.199.3.1");
     }
-    // H routes between P and R (the node); sysctls written from a thread inside H only.
-    in_ns(H, [] {
-      for (const char* f :
-           {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}) {
-        std::ofstream(f) << "1";
-      }
-    });
+    enable_forwarding(H);  // H routes between P and R (the node)
   } catch (...) {
     for (const auto& n : created_) sh("ip netns del " + n);
     throw;
@@ -197,22 +210,15 @@ Topology::~Topology() {
 }
 
 BridgeNode::BridgeNode() {
-  prefix_ = "ambtest-" + std::to_string(getpid()) + "-" + hex_random();
+  prefix_ = new_prefix();
   try {
     const std::string N = node();
-    must("ip netns add " + N);
-    created_.push_back(N);
-    must("ip -n " + N + " link set lo up");
+    add_namespace(N, created_);
     must("ip -n " + N + " link add br0 type bridge");
     must("ip -n " + N + " addr add 10.246.0.1/24 dev br0");
     must("ip -n " + N + " addr add fd00:246::1/64 dev br0 nodad");
     must("ip -n " + N + " link set br0 up");
-    in_ns(N, [] {
-      for (const char* f :
-           {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}) {
-        std::ofstream(f) << "1";
-      }
-    });
+    enable_forwarding(N);
   } catch (...) {
     for (const auto& n : created_) sh("ip netns del " + n);
     throw;
@@ -235,15 +241,7 @@ BridgeNode::PodNet BridgeNode::add_pod(const std::string& name, bool ipv6) {
     p.ip6 = v6.str();
   }
   const std::string N = node(), P = p.netns, veth = "v" + std::to_string(n);
-  must("ip netns add " + P);
-  created_.push_back(P);
-  must("ip -n " + P + " link set lo up");
-  in_ns(P, [] {
-    for (const char* f :
-         {"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"}) {
-      std::ofstream(f) << "0";
-    }
-  });
+  add_namespace(P, created_);
   must("ip -n " + N + " link add " + veth + " type veth peer name eth0 netns " + P);
   must("ip -n " + N + " link set " + veth + " master br0 up");
   must("ip -n " + P + " addr add " + p.ip4 + "/24 dev eth0");

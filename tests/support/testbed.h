@@ -28,6 +28,9 @@ std::string must(const std::string& command);
 // concurrent test processes never delete each other's namespaces.
 void sweep_leftover_namespaces();
 
+// Every function and server below that takes a netns takes a name under /var/run/netns or an
+// absolute netns path.
+
 // Addresses of the standard topology (only ever configured inside our own namespaces):
 //   remote R (10.199.2.2) ── hr | host H (router, "node") | hp ── eth0 pod P (10.199.1.2)
 // plus an optional "VM" namespace V behind P's interface vm0 (10.199.3.0/24).
