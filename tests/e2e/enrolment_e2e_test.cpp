@@ -18,6 +18,7 @@
 #include "agent/pod_table.h"
 #include "tests/support/node_env.h"
 #include "tests/support/testbed.h"
+#include "tests/support/wait.h"
 
 namespace ambient {
 namespace {
@@ -237,9 +238,11 @@ TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {
   auto snap = ztunnel().last_snapshot();
   std::sort(snap.begin(), snap.end());
   EXPECT_EQ(snap, (std::vector<std::string>{"uid-a", "uid-b"}));
-  EXPECT_NE(env_->agent().metrics().render().find(
-                R"(ambient_cni_degraded_total{what="ztunnel_disconnected"} 1)"),
-            std::string::npos);
+  // The old connection is dropped (and counted) once the agent notices it is dead.
+  EXPECT_TRUE(testing::wait_until([&] {
+    return env_->agent().metrics().render().find(
+               R"(ambient_cni_degraded_total{what="ztunnel_disconnected"} 1)") != std::string::npos;
+  }));
 }
 
 // A state file torn by a crash (or written by something else) is reported and skipped; every
