@@ -275,6 +275,30 @@ TEST_F(EnrollerTest, DelOfTheEnrolledSandboxReleasesEverything) {
   enroller_->release_sandbox(e.pod);                  // again: nothing to do, no failure
 }
 
+TEST_F(EnrollerTest, ReleaseGoesOnWhenAStepFailsAndCountsIt) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  w_.fail_undo = {"rules"};
+  enroller_->release(e.pod.uid, /*clear_annotation=*/true);
+  EXPECT_FALSE(w_.ztunnel.contains(e.pod.uid));
+  EXPECT_FALSE(w_.probes.contains(e.pod.uid));
+  EXPECT_FALSE(pods_->get(e.pod.uid).has_value());
+  EXPECT_FALSE(w_.annotations.contains("demo/web"));
+  EXPECT_NE(metrics_.render().find(R"(ambient_cni_degraded_total{what="release_step_failed"} 1)"),
+            std::string::npos);
+  EXPECT_NE(log_text_.str().find("pod demo/web: removing in-pod rules: netlink: injected"),
+            std::string::npos);
+}
+
+TEST_F(EnrollerTest, RestoreKeepsThePodWhenItsRulesCannotBeReapplied) {
+  const auto e = pod("web");
+  w_.fail = "rules";
+  EXPECT_TRUE(enroller_->restore(e));  // still owed to ztunnel: the snapshot carries it
+  EXPECT_TRUE(pods_->get(e.pod.uid).has_value());
+  EXPECT_NE(metrics_.render().find(R"(ambient_cni_degraded_total{what="restore_failed"} 1)"),
+            std::string::npos);
+}
+
 TEST_F(EnrollerTest, CheckFollowsWhatIsInPlace) {
   const auto e = pod("web");
   EXPECT_FALSE(enroller_->check("sb-1").ok);

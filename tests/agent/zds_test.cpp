@@ -145,7 +145,12 @@ class ZdsServerTest : public ::testing::Test {
   void start(std::vector<ZdsWorkload> snapshot, std::chrono::milliseconds deadline = 1s) {
     snapshot_ = std::move(snapshot);
     server_ = std::make_unique<ZdsServer>(
-        ZdsServer::Options{socket(), deadline, {}}, [this] { return snapshot_; },
+        ZdsServer::Options{socket(), deadline,
+                           [this](const std::string& w) {
+                             std::lock_guard g(degraded_mu_);
+                             degraded_.push_back(w);
+                           }},
+        [this] { return snapshot_; },
         std::make_shared<spdlog::logger>("zds", std::make_shared<spdlog::sinks::null_sink_mt>()));
     server_->start();
   }
@@ -161,6 +166,8 @@ class ZdsServerTest : public ::testing::Test {
   std::filesystem::path dir_;
   int pipe_fd_ = -1;
   std::vector<ZdsWorkload> snapshot_;
+  std::mutex degraded_mu_;
+  std::vector<std::string> degraded_;
   std::unique_ptr<ZdsServer> server_;
 };
 
@@ -289,6 +296,7 @@ TEST_F(ZdsServerTest, RejectsAWrongHello) {
   c.send(bytes({0x08, 0x02}));    // version 2 does not exist
   EXPECT_EQ(c.recv().first, "");  // closed without a snapshot
   EXPECT_EQ(server_->connections(), 0u);
+  EXPECT_EQ(degraded_, std::vector<std::string>{"ztunnel_snapshot_failed"});
 }
 
 TEST_F(ZdsServerTest, AgainstTheZtunnelStandIn) {

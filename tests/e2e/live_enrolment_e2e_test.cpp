@@ -197,8 +197,17 @@ TEST_F(LiveEnrolment, MalformedObjectsFromTheApiAreSkippedAndCounted) {
     return env_->agent().metrics().render().find(
                R"(ambient_cni_degraded_total{what="malformed_api_object"})") != std::string::npos;
   }));
+  // A running pod that should be enrolled but whose sandbox is nowhere to be found (no record,
+  // no process): retried, counted, and it does not hold the others back.
+  auto ghost = e2e::pod_object({"demo", "ghost", "uid-ghost", "", "10.199.9.9", "", ""}, {}, true);
+  env_->api().put(ghost);
   kubectl({"label", "ns", "demo", "istio.io/dataplane-mode=ambient"});
   EXPECT_TRUE(eventually([&] { return enrolled(a); }));
+  EXPECT_TRUE(eventually([&] {
+    return env_->agent().metrics().render().find(
+               R"(ambient_cni_degraded_total{what="netns_not_found"})") != std::string::npos;
+  }));
+  EXPECT_FALSE(env_->agent().pods().get("uid-ghost").has_value());
 }
 
 TEST_F(LiveEnrolment, DriftIsRepairedWithinOneInterval) {

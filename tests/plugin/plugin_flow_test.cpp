@@ -48,6 +48,7 @@ class ScriptedSource : public PodMetadataSource {
 // An agent that records what it was asked and answers as scripted (or is not running).
 struct AgentScript {
   bool reachable = false;
+  bool silent = false;  // took the request, never answered
   rundir::AgentReply reply = rundir::AgentReply::success(false, "no enablement selector matched");
   std::vector<rundir::AgentRequest> requests;
 };
@@ -58,6 +59,7 @@ class ScriptedAgent : public AgentClient {
   rundir::AgentReply call(const rundir::AgentRequest& r) override {
     if (!s_.reachable) throw AgentNotRunning("/run/x/agent.sock: No such file or directory");
     s_.requests.push_back(r);
+    if (s_.silent) throw CniError(11, "node agent unavailable: no answer within 15000 ms");
     return s_.reply;
   }
 
@@ -184,6 +186,17 @@ TEST_F(PluginFlow, AgentRefusalIsTheAddError) {
   EXPECT_EQ(run(env("ADD"), conf()), 1);
   EXPECT_EQ(output()["code"], 11);
   EXPECT_EQ(output()["details"], "no ztunnel is connected");
+  EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
+}
+
+TEST_F(PluginFlow, AnAgentThatTookTheRequestButNeverAnsweredIsNotBypassed) {
+  agent_.reachable = true;
+  agent_.silent = true;  // it may have enrolled the pod: deciding alone now could contradict it
+  auto c = conf();
+  c["failure_policy"] = "open";
+  EXPECT_EQ(run(env("ADD"), c), 1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_EQ(script_.calls, 0);
   EXPECT_TRUE(rundir::RunDir(run_dir_).records().empty());
 }
 
