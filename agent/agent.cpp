@@ -66,18 +66,6 @@ class HttpEndpoint {
   int port_ = -1;
 };
 
-// The host probe table as an enrolment step.
-class HostProbeStep final : public ProbeStep {
- public:
-  explicit HostProbeStep(netns::HostProbeSnat& probes) : probes_(probes) {}
-  void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
-    probes_.set_pod(uid, ips);
-  }
-
- private:
-  netns::HostProbeSnat& probes_;
-};
-
 }  // namespace
 
 struct Agent::Impl final : PluginRequests {
@@ -92,7 +80,7 @@ struct Agent::Impl final : PluginRequests {
   kube::Kubeconfig kubeconfig;
   netns::NetnsHandle host;
   netns::HostProbeSnat probes;
-  HostProbeStep probe_step;
+  std::unique_ptr<ProbeStep> probe_step;
   std::unique_ptr<NetnsOpener> netns_opener = make_path_netns_opener();
   std::unique_ptr<RulesStep> rules = make_nft_rules_step();
   NetnsFinder finder;
@@ -116,14 +104,14 @@ struct Agent::Impl final : PluginRequests {
         kubeconfig(load_kubeconfig(options.kubeconfig)),
         host(host_netns(options.host_netns)),
         probes(host.dup(), netns::HostProbeConfig{options.kubelet_uid}),
-        probe_step(probes),
+        probe_step(make_host_probe_step(probes)),
         finder(run_dir, options.proc_root, host.inode()) {
     zds = std::make_unique<ZdsServer>(
         ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline,
                            [this](const std::string& w) { metrics.count_degraded(w); }},
         [this] { return snapshot(); }, log);
     enroller = std::make_unique<Enroller>(
-        EnrollerDeps{pods, *netns_opener, *rules, probe_step, *zds, status, metrics, log});
+        EnrollerDeps{pods, *netns_opener, *rules, *probe_step, *zds, status, metrics, log});
     if (options.watch) {
       ReconcilerOptions ro;
       ro.policy = options.policy;

@@ -14,6 +14,7 @@
 
 #include "config/kube_objects.h"
 #include "config/redirect_settings.h"
+#include "netns/host_probe.h"
 #include "netns/netns.h"
 #include "netns/redirect.h"
 #include "rundir/records.h"
@@ -123,5 +124,6 @@ class StatusStep {
 // The production steps over netns/ (libnftables, libnl, the host probe table).
 std::unique_ptr<NetnsOpener> make_path_netns_opener();
 std::unique_ptr<RulesStep> make_nft_rules_step();
+std::unique_ptr<ProbeStep> make_host_probe_step(netns::HostProbeSnat& probes);
 
 }  // namespace ambient::agent

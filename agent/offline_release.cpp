@@ -26,17 +26,6 @@ class NoApi final : public StatusStep {
   void clear(const std::string&, const std::string&) override {}
 };
 
-class HostProbes final : public ProbeStep {
- public:
-  explicit HostProbes(netns::HostProbeSnat& p) : p_(p) {}
-  void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
-    p_.set_pod(uid, ips);
-  }
-
- private:
-  netns::HostProbeSnat& p_;
-};
-
 }  // namespace
 
 std::size_t release_persisted_pods(const OfflineReleaseOptions& o,
@@ -63,11 +52,11 @@ std::size_t release_persisted_pods(const OfflineReleaseOptions& o,
   netns::HostProbeSnat probes(
       o.host_netns.empty() ? netns::NetnsHandle::current() : netns::NetnsHandle::open(o.host_netns),
       netns::HostProbeConfig{o.kubelet_uid});
-  HostProbes probe_step(probes);
+  const auto probe_step = make_host_probe_step(probes);
   NoZtunnel ztunnel;
   const auto opener = make_path_netns_opener();
   const auto rules = make_nft_rules_step();
-  Enroller enroller({pods, *opener, *rules, probe_step, ztunnel,
+  Enroller enroller({pods, *opener, *rules, *probe_step, ztunnel,
                      annotator ? static_cast<StatusStep&>(*annotator) : no_api, metrics, log});
   for (const auto& e : persisted) enroller.forget(e, /*clear_annotation=*/o.api.has_value());
 

@@ -27,6 +27,17 @@ class NftRulesStep final : public RulesStep {
   }
 };
 
+class HostProbeStep final : public ProbeStep {
+ public:
+  explicit HostProbeStep(netns::HostProbeSnat& probes) : probes_(probes) {}
+  void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
+    probes_.set_pod(uid, ips);
+  }
+
+ private:
+  netns::HostProbeSnat& probes_;
+};
+
 }  // namespace
 
 Enrolment enrolment_for(const config::PodInfo& pod, rundir::PodRecord sandbox,
@@ -61,6 +72,10 @@ std::unique_ptr<NetnsOpener> make_path_netns_opener() {
 
 std::unique_ptr<RulesStep> make_nft_rules_step() {
   return std::make_unique<NftRulesStep>();
+}
+
+std::unique_ptr<ProbeStep> make_host_probe_step(netns::HostProbeSnat& probes) {
+  return std::make_unique<HostProbeStep>(probes);
 }
 
 }  // namespace ambient::agent

@@ -17,6 +17,7 @@
 #include "agent/enroller.h"
 #include "config/constants.h"
 #include "kube/client.h"
+#include "tests/support/scratch_dir.h"
 
 namespace ambient::agent {
 namespace {
@@ -128,18 +129,12 @@ class FakeStatus final : public StatusStep {
 class EnrollerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("enroller-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     pods_ = std::make_unique<PodTable>(rundir::RunDir(dir_.string()));
     log_ = std::make_shared<spdlog::logger>(
         "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log_text_));
     enroller_ = std::make_unique<Enroller>(
         EnrollerDeps{*pods_, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_});
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   static Enrolment pod(const std::string& name, const std::string& container = "sb-1") {
     Enrolment e;
@@ -167,7 +162,8 @@ class EnrollerTest : public ::testing::Test {
   FakeZtunnel ztunnel_{w_};
   FakeStatus status_{w_};
   Metrics metrics_;
-  fs::path dir_;
+  ambient::testing::ScratchDir scratch_{"enroller"};
+  const fs::path& dir_ = scratch_.path();
   std::unique_ptr<PodTable> pods_;
   std::ostringstream log_text_;
   std::shared_ptr<spdlog::logger> log_;

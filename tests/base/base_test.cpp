@@ -12,6 +12,7 @@
 
 #include "base/file.h"
 #include "base/seqpacket.h"
+#include "tests/support/scratch_dir.h"
 
 namespace ambient::base {
 namespace {
@@ -20,20 +21,13 @@ namespace fs = std::filesystem;
 
 class BaseTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("base-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   static mode_t mode_of(const fs::path& p) {
     struct stat st {};
     ::lstat(p.c_str(), &st);
     return st.st_mode & 07777;
   }
-  fs::path dir_;
+  ambient::testing::ScratchDir scratch_{"base"};
+  const fs::path& dir_ = scratch_.path();
 };
 
 TEST_F(BaseTest, AtomicWriteHasExactlyTheModeAndLeavesNoTemp) {

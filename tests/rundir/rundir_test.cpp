@@ -12,6 +12,7 @@
 #include "config/errors.h"
 #include "rundir/messages.h"
 #include "rundir/store.h"
+#include "tests/support/scratch_dir.h"
 
 namespace ambient::rundir {
 namespace {
@@ -21,14 +22,6 @@ using nlohmann::json;
 
 class RunDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = fs::path(::testing::TempDir()) /
-            ("rundir-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  void TearDown() override { fs::remove_all(path_); }
   RunDir dir() const { return RunDir(path_.string()); }
   static mode_t mode_of(const fs::path& p) {
     struct stat st {};
@@ -36,7 +29,8 @@ class RunDirTest : public ::testing::Test {
     return st.st_mode & 07777;
   }
 
-  fs::path path_;
+  ambient::testing::ScratchDir scratch_{"rundir"};
+  const fs::path& path_ = scratch_.path();
 };
 
 PodRecord record(const std::string& id) {

@@ -74,6 +74,20 @@ auto in_ns(const std::string& name, F&& fn) {
   return netns::run_in(netns::NetnsHandle::open(path), std::forward<F>(fn));
 }
 
+// On a connected socket: send the payload, half-close, read the reply to EOF; closes fd.
+void exchange_on(int fd, const std::string& payload, ClientResult& r) {
+  r.connected = true;
+  if (write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
+    r.error = std::string("write: ") + std::strerror(errno);
+  }
+  shutdown(fd, SHUT_WR);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) r.reply.append(buf, static_cast<size_t>(n));
+  if (n < 0) r.error = std::string("read: ") + std::strerror(errno);
+  close(fd);
+}
+
 std::string new_prefix() {
   return "ambtest-" + std::to_string(getpid()) + "-" + hex_random();
 }
@@ -384,16 +398,7 @@ ClientResult tcp_exchange(const std::string& ns_name, const std::string& ip, int
       close(fd);
       return r;
     }
-    r.connected = true;
-    if (write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
-      r.error = std::string("write: ") + std::strerror(errno);
-    }
-    shutdown(fd, SHUT_WR);
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) r.reply.append(buf, static_cast<size_t>(n));
-    if (n < 0) r.error = std::string("read: ") + std::strerror(errno);
-    close(fd);
+    exchange_on(fd, payload, r);
     return r;
   });
 }
@@ -443,16 +448,7 @@ ClientResult socks5_exchange(const std::string& ns_name, int proxy_port, const s
     if (got[1] != 0) return fail("socks5 CONNECT refused, reply " + std::to_string(got[1]));
     const std::size_t rest = (got[3] == 4 ? 16 : 4) + 2;
     if (read(fd, got, rest) != static_cast<ssize_t>(rest)) return fail("short socks5 reply");
-    r.connected = true;
-    if (write(fd, payload.data(), payload.size()) != static_cast<ssize_t>(payload.size())) {
-      r.error = std::string("write: ") + std::strerror(errno);
-    }
-    shutdown(fd, SHUT_WR);
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) r.reply.append(buf, static_cast<size_t>(n));
-    if (n < 0) r.error = std::string("read: ") + std::strerror(errno);
-    close(fd);
+    exchange_on(fd, payload, r);
     return r;
   });
 }
