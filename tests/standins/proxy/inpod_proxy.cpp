@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "base/unique_fd.h"
 #include "config/constants.h"
 
 namespace ambient::standins {
@@ -34,20 +35,7 @@ constexpr int kZtunnelMark = static_cast<int>(c::kZtunnelMark);
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
+using Fd = base::UniqueFd;
 
 std::string format_addr(const sockaddr_storage& ss) {
   char buf[INET6_ADDRSTRLEN] = {};
