@@ -168,6 +168,21 @@ struct Agent::Impl final : PluginRequests {
     return r;
   }
 
+  // Why the API's pod is not the one this sandbox belongs to, if it is not.
+  std::optional<std::string> not_this_sandbox(const rundir::PodRecord& sandbox,
+                                              const config::PodInfo& pod) const {
+    const std::string who = sandbox.namespace_ + "/" + sandbox.name;
+    if (!sandbox.uid.empty() && pod.uid != sandbox.uid) {
+      return "pod " + who + " in the API has uid " + pod.uid + ", but the sandbox is for uid " +
+             sandbox.uid + " (a pod of the same name that was replaced?)";
+    }
+    if (!options.node_name.empty() && pod.node_name != options.node_name) {
+      return "pod " + who + " is scheduled on node '" + pod.node_name + "', not on this node (" +
+             options.node_name + ")";
+    }
+    return std::nullopt;
+  }
+
   // The pod and its namespace read fresh, and the decision: `enrolled` here means "selected".
   struct Decision : AddResult {
     std::optional<config::PodInfo> pod;
@@ -198,6 +213,13 @@ struct Agent::Impl final : PluginRequests {
       return r;
     }
     if (pod.namespace_.empty()) pod.namespace_ = sandbox.namespace_;
+    // Never a decision about another pod: a StatefulSet's name is reused by a new pod, and a
+    // stale sandbox of the old one (or one on another node) must not be enrolled as the new one.
+    if (const auto wrong = not_this_sandbox(sandbox, pod)) {
+      metrics.count_request("decide", "wrong_pod");
+      r.outcome = Outcome::failure(contract::cni_code::kTryAgainLater, *wrong);
+      return r;
+    }
     const auto decision = config::decide(options.policy, pod, ns);
     for (const auto& w : decision.warnings) log->warn("pod {}: {}", who, w);
     metrics.count_request("decide", decision.enrol ? "enrol" : "untouched");

@@ -10,8 +10,11 @@
 namespace ambient::agent {
 namespace {
 
+// A pod leaves the mesh when its phase is final, when its object is gone, or when its sandbox's
+// DEL comes — never merely because deletion started: its containers run (preStop, draining) for
+// the whole grace period, and must stay captured meanwhile.
 bool finished(const config::PodInfo& p) {
-  return p.terminating || p.phase == "Succeeded" || p.phase == "Failed";
+  return p.phase == "Succeeded" || p.phase == "Failed";
 }
 
 std::string who(const config::PodInfo& p) {

@@ -1,6 +1,8 @@
 // The production enrolment steps and the one derivation of a pod's enrolment.
 #include "agent/enrolment.h"
 
+#include <algorithm>
+
 #include "config/redirect_settings.h"
 
 namespace ambient::agent {
@@ -47,7 +49,12 @@ Enrolment enrolment_for(const config::PodInfo& pod, rundir::PodRecord sandbox,
   if (!pod.uid.empty()) e.pod.uid = pod.uid;
   if (!pod.name.empty()) e.pod.name = pod.name;
   if (!pod.namespace_.empty()) e.pod.namespace_ = pod.namespace_;
-  if (e.pod.ips.empty()) e.pod.ips = pod.ips;
+  // The API's podIPs too: a dual-stack pod whose prevResult named only IPv4 still gets IPv6.
+  for (const auto& ip : pod.ips) {
+    if (std::find(e.pod.ips.begin(), e.pod.ips.end(), ip) == e.pod.ips.end()) {
+      e.pod.ips.push_back(ip);
+    }
+  }
   e.service_account = pod.service_account;
   e.redirect = config::redirect_settings_for(pod.annotations, defaults.dns_capture, defaults.ipv6);
   return e;

@@ -130,6 +130,12 @@ void decide_without_agent(const Invocation& in, const AgentNotRunning& why) {
   } catch (const MetadataError& e) {
     return apply_failure_policy(in, e.what());
   }
+  if (!in.args.pod_uid.empty() && meta.pod.uid != in.args.pod_uid) {
+    throw CniError(cni_code::kTryAgainLater, "pod " + pod_ref(in.args) + " in the API has uid " +
+                                                 meta.pod.uid + ", but the sandbox is for uid " +
+                                                 in.args.pod_uid +
+                                                 " (a pod of the same name that was replaced?)");
+  }
   const auto decision = config::decide(in.config.policy, meta.pod, meta.ns);
   for (const auto& w : decision.warnings) in.log.warn("pod {}: {}", pod_ref(in.args), w);
   if (decision.enrol) {

@@ -295,6 +295,21 @@ TEST_F(EnrollerTest, RestoreKeepsThePodWhenItsRulesCannotBeReapplied) {
             std::string::npos);
 }
 
+TEST(EnrolmentFor, TakesTheApisPodIpsTooSoADualStackPodGetsIpv6) {
+  config::PodInfo pod;
+  pod.uid = "uid-web";
+  pod.name = "web";
+  pod.namespace_ = "demo";
+  pod.ips = {"10.0.0.5", "fd00::5"};
+  rundir::PodRecord sandbox{"sb", "/var/run/netns/x", "eth0", "", "web", "demo", {"10.0.0.5"}};
+  const auto e = enrolment_for(pod, sandbox, NodeDefaults{});
+  EXPECT_EQ(e.pod.ips, (std::vector<std::string>{"10.0.0.5", "fd00::5"}));
+  EXPECT_EQ(e.pod.uid, "uid-web");
+  const auto plan = plan_for(e.redirect, e.pod.ips);
+  EXPECT_TRUE(plan.options().ipv4);
+  EXPECT_TRUE(plan.options().ipv6);
+}
+
 TEST_F(EnrollerTest, CheckFollowsWhatIsInPlace) {
   const auto e = pod("web");
   EXPECT_FALSE(enroller_->check("sb-1").ok);

@@ -245,6 +245,33 @@ TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {
   }));
 }
 
+// The sandbox's pod, not another one of the same name: a StatefulSet's pod replaced under the
+// same name (new uid), or the name on another node, is never enrolled in its place.
+TEST_F(Enrolment, AnAddForAnotherPodOfTheSameNameIsRefused) {
+  start_agent();
+  auto replaced = e2e::pod_object(a_);
+  replaced["metadata"]["uid"] = "uid-a-new";
+  env_->api().put(replaced);
+  auto x = cni("ADD", a_);  // K8S_POD_UID=uid-a: the old pod's sandbox
+  EXPECT_EQ(x.exit_code, 1);
+  EXPECT_EQ(json::parse(x.out)["code"], 11);
+  EXPECT_NE(json::parse(x.out)["msg"].get<std::string>().find(
+                "in the API has uid uid-a-new, but the sandbox is for uid uid-a"),
+            std::string::npos)
+      << x.out;
+  expect_clean(a_);
+  EXPECT_FALSE(ztunnel().pods().contains("uid-a-new"));
+
+  auto elsewhere = e2e::pod_object(b_);
+  elsewhere["spec"]["nodeName"] = "node-2";
+  env_->api().put(elsewhere);
+  x = cni("ADD", b_);
+  EXPECT_EQ(x.exit_code, 1);
+  EXPECT_NE(x.out.find("scheduled on node 'node-2', not on this node (node-1)"), std::string::npos)
+      << x.out;
+  expect_clean(b_);
+}
+
 // A state file torn by a crash (or written by something else) is reported and skipped; every
 // other enrolled pod is restored.
 TEST_F(Enrolment, RestartReportsTornStateAndRestoresTheRest) {

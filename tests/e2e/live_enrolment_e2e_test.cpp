@@ -184,6 +184,35 @@ TEST_F(LiveEnrolment, WatchDroppedOrExpiredMissesNothingAndDuplicatesNothing) {
             std::string::npos);
 }
 
+// A terminating pod's containers run for its whole grace period (preStop, draining): it leaves
+// the mesh only when its sandbox's DEL comes, the object is gone, or its phase is final.
+TEST_F(LiveEnrolment, TerminatingPodsStayEnrolledUntilTheirSandboxGoes) {
+  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+  env_->start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  const auto a = make_pod("demo", "draining");
+  const auto b = make_pod("demo", "finishing");
+  ASSERT_TRUE(enrolled(a) && enrolled(b));
+  for (const auto* p : {&a, &b}) {
+    auto obj = *env_->api().get_object("Pod", p->ns, p->name);
+    obj["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z";
+    obj["metadata"]["deletionGracePeriodSeconds"] = 30;
+    env_->api().put(obj);
+  }
+  // Given time to (wrongly) act on it, the agent must not.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(enrolled(a)) << "unenrolled while its containers still run";
+  EXPECT_TRUE(enrolled(b));
+  // Its phase turns final: released. The other leaves with its sandbox's DEL.
+  auto done = *env_->api().get_object("Pod", b.ns, b.name);
+  done["status"]["phase"] = "Succeeded";
+  env_->api().put(done);
+  EXPECT_TRUE(eventually([&] { return !env_->ztunnel().pods().contains(b.uid); }));
+  EXPECT_TRUE(enrolled(a));
+  ASSERT_EQ(env_->cni("DEL", a).exit_code, 0);
+  EXPECT_TRUE(eventually([&] { return !env_->ztunnel().pods().contains(a.uid); }));
+}
+
 TEST_F(LiveEnrolment, MalformedObjectsFromTheApiAreSkippedAndCounted) {
   const auto a = make_pod("demo", "good");
   env_->start_agent();

@@ -60,7 +60,9 @@ json namespace_object(const std::string& name, json labels = json::object()) {
 json pod_object(const std::string& ns, const std::string& name, json labels = json::object()) {
   return {{"apiVersion", "v1"},
           {"kind", "Pod"},
-          {"metadata", {{"name", name}, {"namespace", ns}, {"labels", std::move(labels)}}},
+          // Every sandbox here carries K8S_POD_UID=0b3c: the pod it is for.
+          {"metadata",
+           {{"name", name}, {"namespace", ns}, {"uid", "0b3c"}, {"labels", std::move(labels)}}},
           {"spec", {{"nodeName", "node-1"}, {"serviceAccountName", "default"}}},
           {"status", {{"phase", "Pending"}}}};
 }

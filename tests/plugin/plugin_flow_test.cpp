@@ -24,6 +24,7 @@ struct Script {
   bool fail = false;
   config::Labels pod_labels;
   config::Labels ns_labels;
+  std::string uid;
 };
 
 class ScriptedSource : public PodMetadataSource {
@@ -36,6 +37,7 @@ class ScriptedSource : public PodMetadataSource {
     m.pod.namespace_ = std::string(ns);
     m.pod.name = std::string(name);
     m.pod.labels = s_.pod_labels;
+    m.pod.uid = s_.uid;
     m.ns.name = std::string(ns);
     m.ns.labels = s_.ns_labels;
     return m;
@@ -177,6 +179,16 @@ TEST_F(PluginFlow, TheAgentDecidesAndEnrolsInOneRoundTrip) {
   EXPECT_EQ(r.pod.ips, std::vector<std::string>{"10.1.0.5"});
   ASSERT_EQ(rundir::RunDir(run_dir_).records().size(), 1u);
   EXPECT_NE(log_.str().find("enrolled: namespace label ambient"), std::string::npos);
+}
+
+TEST_F(PluginFlow, WithoutAnAgentAPodOfTheSameNameButAnotherUidIsNotDecidedFor) {
+  script_.uid = "u-new";
+  EXPECT_EQ(run(env("ADD", "K8S_POD_NAMESPACE=demo;K8S_POD_NAME=web;K8S_POD_UID=u-old"), conf()),
+            1);
+  EXPECT_EQ(output()["code"], 11);
+  EXPECT_NE(
+      output()["msg"].get<std::string>().find("has uid u-new, but the sandbox is for uid u-old"),
+      std::string::npos);
 }
 
 TEST_F(PluginFlow, AgentRefusalIsTheAddError) {
