@@ -17,6 +17,12 @@ namespace jt = json_text;
 
 constexpr std::string_view kConf = ".conf";
 constexpr std::string_view kConflist = ".conflist";
+// containerd, CRI-O and the kubelet load *.json too, as a single-plugin configuration like *.conf.
+constexpr std::string_view kJson = ".json";
+
+bool is_single_conf_name(std::string_view name) {
+  return name.ends_with(kConf) || name.ends_with(kJson);
+}
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -122,11 +128,12 @@ std::string stem_of(std::string_view name) {
   if (ends_with(name, kConflist))
     return std::string(name.substr(0, name.size() - kConflist.size()));
   if (ends_with(name, kConf)) return std::string(name.substr(0, name.size() - kConf.size()));
+  if (ends_with(name, kJson)) return std::string(name.substr(0, name.size() - kJson.size()));
   return std::string(name);
 }
 
 bool is_plain_conf_name(std::string_view name) {
-  return ends_with(name, kConf) && name.find('/') == std::string_view::npos && name != "." &&
+  return is_single_conf_name(name) && name.find('/') == std::string_view::npos && name != "." &&
          name != "..";
 }
 
@@ -228,7 +235,7 @@ std::string_view mode_name(Mode mode) {
 }
 
 bool is_cni_config_name(std::string_view name) {
-  return ends_with(name, kConf) || ends_with(name, kConflist);
+  return is_single_conf_name(name) || ends_with(name, kConflist);
 }
 
 std::string wrapped_name(std::string_view conf_name) {
@@ -241,7 +248,7 @@ ConfInfo inspect_conf(const ConfFile& file) {
     info.problem = std::move(problem);
     return info;
   };
-  if (!is_cni_config_name(file.name)) return bad("not a .conf or .conflist file");
+  if (!is_cni_config_name(file.name)) return bad("not a .conf, .conflist or .json file");
   const json doc = json::parse(file.text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return bad("not valid JSON");
   if (!doc.is_object()) return bad("not a JSON object");
@@ -346,8 +353,10 @@ std::string owned_copy(const ConfFile& primary, const ordered_json& entry) {
   return list.dump(2) + "\n";
 }
 
-Plan plan_install(const std::vector<ConfFile>& files, Mode mode, std::string_view owned_name,
-                  const ordered_json& entry) {
+namespace {
+
+Plan plan_install_steps(const std::vector<ConfFile>& files, Mode mode, std::string_view owned_name,
+                        const ordered_json& entry) {
   Plan plan;
   auto entries = inspect_all(files);
   if (mode == Mode::kOwned) {
@@ -420,6 +429,28 @@ Plan plan_install(const std::vector<ConfFile>& files, Mode mode, std::string_vie
     }
   }
   plan.ops = ops.take();
+  return plan;
+}
+
+}  // namespace
+
+Plan plan_install(const std::vector<ConfFile>& files, Mode mode, std::string_view owned_name,
+                  const ordered_json& entry) {
+  Plan plan = plan_install_steps(files, mode, owned_name, entry);
+  // What a runtime would do with the directory afterwards: load the first valid file by name.
+  const auto after = apply_plan(files, plan);  // inspect_all points into it: keep it alive
+  for (const auto& e : inspect_all(after)) {
+    if (!e.info.valid) continue;
+    plan.runtime_file = e.file->name;
+    plan.runtime_loads_ours = e.info.our_entries > 0;
+    break;
+  }
+  if (plan.primary && plan.error.empty() && !plan.runtime_loads_ours) {
+    plan.warnings.push_back(
+        "a runtime would load " +
+        (plan.runtime_file.empty() ? std::string("no file") : plan.runtime_file) +
+        ", which has no ambient-cni entry: not installed");
+  }
   return plan;
 }
 

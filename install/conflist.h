@@ -2,7 +2,7 @@
 // transforms from file contents to file contents (golden-tested in tests/golden/conflist), with
 // no file I/O. install/files.h applies a Plan to a real directory.
 //
-// Chained mode: the primary (the lexicographically first valid *.conf / *.conflist, as the
+// Chained mode: the primary (the lexicographically first valid *.conf / *.conflist / *.json, as the
 // runtime picks it) gets our entry appended as the last plugin. Any older entry of ours and any
 // Istio `istio-cni` entry is removed first: two ambient CNI plugins in one chain would both
 // redirect the pod and fight over its netns (and over ztunnel), so we replace Istio's rather
@@ -44,7 +44,8 @@ struct ConfFile {
   bool operator==(const ConfFile&) const = default;
 };
 
-// True for names a runtime loads as network configuration: *.conf, *.conflist.
+// True for names a runtime loads as network configuration: *.conf, *.conflist, *.json (a .json
+// is a single plugin, like a .conf).
 bool is_cni_config_name(std::string_view name);
 
 // What one file is, by libcni's rules: a .conflist needs a string `name` and a non-empty
@@ -89,9 +90,15 @@ struct Plan {
   std::vector<std::string> warnings;   // skipped invalid files, …
   std::string error;                   // nothing can be done until this is fixed
 
+  // After the plan, the file a runtime loads (the first valid one by name) holds our entry. False
+  // means pods would start without us: never reported as installed.
+  bool runtime_loads_ours = false;
+  std::string runtime_file;  // that file's name ("" when there is none)
+
   bool waiting() const { return !primary && error.empty(); }
+  bool installed() const { return primary && error.empty() && runtime_loads_ours; }
   // Nothing to do: what is on disk is what the installer wants.
-  bool in_place() const { return primary && error.empty() && ops.empty(); }
+  bool in_place() const { return installed() && ops.empty(); }
 };
 
 // What install (or keeping it installed) does to a directory holding `files`.

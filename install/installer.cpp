@@ -118,7 +118,7 @@ ReconcileResult Installer::reconcile() {
   apply_to_dir(options_.cni_conf_dir, plan);
   for (const auto& op : plan.ops) log_->info("CNI config dir: {}", op_text(op));
   r.conf_ops = plan.ops;
-  r.installed = plan.primary.has_value() && plan.error.empty();
+  r.installed = plan.installed();
   installed_ = r.installed;
   return r;
 }

@@ -68,7 +68,13 @@ TEST(Inspect, ValidityFollowsLibcni) {
             "\"cniVersion\" is not a string");
   EXPECT_NE(problem("a.conf", R"({"name":"n","plugins":[{"type":"x"}]})").find(".conflist?"),
             std::string::npos);
-  EXPECT_EQ(problem("a.json", R"({"name":"n","type":"bridge"})"), "not a .conf or .conflist file");
+  // Runtimes load *.json as a single plugin, like *.conf.
+  EXPECT_EQ(problem("a.json", R"({"name":"n","type":"bridge"})"), "");
+  EXPECT_EQ(problem("a.json", R"({"name":"n","plugins":[{"type":"x"}]})").find(".conflist?") !=
+                std::string::npos,
+            true);
+  EXPECT_EQ(problem("a.yaml", R"({"name":"n","type":"bridge"})"),
+            "not a .conf, .conflist or .json file");
   const auto info = inspect_conf(
       {"a.conflist",
        R"({"name":"n","plugins":[{"type":"bridge"},{"type":"istio-cni"},{"type":"ambient-cni"}]})"});
@@ -157,8 +163,31 @@ TEST(Plan, AFileWithOnlyAmbientEntriesIsNotAPrimary) {
       {"10-net.conflist", R"({"name":"n","plugins":[{"type":"bridge"}]})"}};
   const auto plan = plan_install(dir, Mode::kChained, kDefaultOwnedName, entry());
   EXPECT_EQ(plan.primary, "10-net.conflist");
-  ASSERT_EQ(plan.warnings.size(), 1u);
+  ASSERT_EQ(plan.warnings.size(), 2u);
   EXPECT_NE(plan.warnings[0].find("01-istio.conflist"), std::string::npos);
+  // But a runtime loads that one first: pods would start without us, so this is not installed.
+  EXPECT_EQ(plan.runtime_file, "01-istio.conflist");
+  EXPECT_FALSE(plan.installed());
+  EXPECT_EQ(
+      plan.warnings[1],
+      "a runtime would load 01-istio.conflist, which has no ambient-cni entry: not installed");
+}
+
+TEST(Plan, AJsonFileIsAConfigurationLikeAConf) {
+  // A .json sorting first is what the runtime loads: it is the primary, wrapped like a .conf.
+  const std::vector<ConfFile> dir = {
+      {"05-mynet.json", R"({"cniVersion":"1.0.0","name":"mynet","type":"bridge"})"},
+      {"10-calico.conflist", R"({"name":"k8s-pod-network","plugins":[{"type":"calico"}]})"}};
+  const auto plan = plan_install(dir, Mode::kChained, kDefaultOwnedName, entry());
+  EXPECT_EQ(plan.primary, "05-mynet.json");
+  EXPECT_TRUE(plan.installed());
+  EXPECT_EQ(plan.runtime_file, "05-mynet.conflist");
+  const auto after = apply_plan(dir, plan);
+  EXPECT_EQ(types(find(after, "05-mynet.conflist")->text),
+            (std::vector<std::string>{"bridge", "ambient-cni"}));
+  EXPECT_EQ(find(after, "05-mynet.json"), nullptr);
+  // Uninstall writes the .json back byte for byte.
+  EXPECT_EQ(apply_plan(after, plan_uninstall(after, kDefaultOwnedName)), dir);
 }
 
 TEST(Plan, OurEntryLeavesAFileThatIsNoLongerThePrimary) {
