@@ -76,7 +76,7 @@ struct Agent::Impl final : PluginRequests {
   rundir::RunDir run_dir;
   PodTable pods;
   ApiPool api;
-  StatusAnnotator status;
+  StatusAnnotator annotator;
   kube::Kubeconfig kubeconfig;
   netns::NetnsHandle host;
   netns::HostProbeSnat probes;
@@ -100,7 +100,7 @@ struct Agent::Impl final : PluginRequests {
         run_dir(options.run_dir),
         pods(run_dir),
         api(load_kubeconfig(options.kubeconfig), client_options()),
-        status(api),
+        annotator(api),
         kubeconfig(load_kubeconfig(options.kubeconfig)),
         host(host_netns(options.host_netns)),
         probes(host.dup(), netns::HostProbeConfig{options.kubelet_uid}),
@@ -111,7 +111,7 @@ struct Agent::Impl final : PluginRequests {
                            [this](const std::string& w) { metrics.count_degraded(w); }},
         [this] { return snapshot(); }, log);
     enroller = std::make_unique<Enroller>(
-        EnrollerDeps{pods, *netns_opener, *rules, *probe_step, *zds, status, metrics, log});
+        EnrollerDeps{pods, *netns_opener, *rules, *probe_step, *zds, annotator, metrics, log});
     if (options.watch) {
       ReconcilerOptions ro;
       ro.policy = options.policy;
@@ -137,9 +137,22 @@ struct Agent::Impl final : PluginRequests {
     return c;
   }
 
-  bool is_ready() const {
-    const bool reconciled = !reconciler || reconciler->startup_done();
-    return ready && reconciled && (!options.ready_gate || options.ready_gate());
+  bool is_ready() const { return not_ready_reason().empty(); }
+  // Why the agent cannot enrol pods yet ("" when it can): what /readyz and CNI STATUS report.
+  std::string not_ready_reason() const {
+    if (!ready) return "not serving yet (restoring earlier state)";
+    if (reconciler && !reconciler->startup_done()) return "startup reconcile not done";
+    if (options.ready_gate && !options.ready_gate()) return "the plugin is not installed";
+    return "";
+  }
+
+  // CNI STATUS. Not ztunnel: ztunnel runs in a pod that is not host-network, and a node whose
+  // network is "not ready" would never start it (decision 011).
+  Outcome status() override {
+    const auto why = not_ready_reason();
+    if (why.empty()) return Outcome::success();
+    return Outcome::failure(contract::cni_code::kStatusPluginNotAvailable,
+                            "node agent not ready: " + why);
   }
 
   std::vector<ZdsWorkload> snapshot() {

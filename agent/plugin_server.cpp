@@ -42,7 +42,7 @@ rundir::AgentReply translate(PluginRequests& core, const rundir::AgentRequest& r
     core.del(req.pod);
     return rundir::AgentReply::success(false, "released");
   }
-  const auto o = core.check(req.pod);
+  const auto o = req.op == "status" ? core.status() : core.check(req.pod);
   return o.ok ? rundir::AgentReply::success(true, "in place")
               : rundir::AgentReply::failure(o.code, o.msg, o.details);
 }

@@ -21,6 +21,7 @@ class PluginRequests {
   virtual AddResult add(const rundir::PodRecord& sandbox) = 0;  // decide, and enrol if selected
   virtual void del(const rundir::PodRecord& sandbox) = 0;       // never fails
   virtual Outcome check(const rundir::PodRecord& sandbox) = 0;
+  virtual Outcome status() = 0;  // ready to enrol pods, or CNI 50 with why not
 };
 
 class PluginServer {

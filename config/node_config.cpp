@@ -98,6 +98,7 @@ nlohmann::ordered_json render_plugin_entry(const NodeConfig& c) {
   e["failure_policy"] = std::string(failure_policy_name(c.failure_policy));
   e["dns_capture"] = c.dns_capture;
   e["ipv6"] = c.ipv6;
+  e["status_checks_agent"] = c.status_checks_agent;
 
   // The plugin's parser is the judge: whatever it would reject is rejected here, by key.
   auto as_stdin = e;

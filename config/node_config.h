@@ -33,6 +33,7 @@ struct NodeConfig {
   FailurePolicy failure_policy = FailurePolicy::kClosed;
   bool dns_capture = true;
   bool ipv6 = true;
+  bool status_checks_agent = true;
 
   // The plugin's kubeconfig path: `kubeconfig`, or <run_dir>/kubeconfig when empty.
   std::string plugin_kubeconfig_path() const;

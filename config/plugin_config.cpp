@@ -130,6 +130,7 @@ PluginConfig parse_plugin_config(std::string_view stdin_text) {
   }
   c.dns_capture = get_bool(j, "dns_capture", c.dns_capture);
   c.ipv6 = get_bool(j, "ipv6", c.ipv6);
+  c.status_checks_agent = get_bool(j, "status_checks_agent", c.status_checks_agent);
 
   if (const auto* prev = find(j, "prevResult"); prev != nullptr && !prev->is_null()) {
     if (!prev->is_object()) invalid("prevResult", "must be an object");

@@ -28,6 +28,8 @@ struct PluginConfig {
   FailurePolicy failure_policy = FailurePolicy::kClosed;
   bool dns_capture = true;
   bool ipv6 = true;
+  // STATUS answers 50 while the node agent cannot enrol pods (decision 011).
+  bool status_checks_agent = true;
 
   // Passed through, not interpreted here.
   nlohmann::json prev_result;     // null when absent

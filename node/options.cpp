@@ -92,6 +92,10 @@ void add_node_config_options(CLI::App* cmd, NodeFlags& n) {
   cmd->add_option("--system-namespace", n.system_namespace, "where ztunnel runs")
       ->envname("AMBIENT_SYSTEM_NAMESPACE")
       ->capture_default_str();
+  cmd->add_option("--status-checks-agent", n.status_checks_agent,
+                  "plugin: CNI STATUS fails (50) while the node agent is not ready")
+      ->envname("AMBIENT_STATUS_CHECKS_AGENT")
+      ->capture_default_str();
   cmd->add_option("--plugin-kubeconfig", n.plugin_kubeconfig,
                   "where the plugin's kubeconfig is written (default: <run-dir>/kubeconfig)")
       ->envname("AMBIENT_PLUGIN_KUBECONFIG");
@@ -113,6 +117,7 @@ config::NodeConfig node_config(const NodeFlags& f, const std::string& run_dir) {
   c.system_namespace = f.system_namespace;
   c.run_dir = run_dir;
   c.kubeconfig = f.plugin_kubeconfig;
+  c.status_checks_agent = f.status_checks_agent;
   config::validate_node_config(c);
   return c;
 }

@@ -35,6 +35,7 @@ struct NodeFlags {
   std::string daemonset_name{contract::kDefaultDaemonSetName};
   std::string system_namespace{contract::kDefaultSystemNamespace};
   std::string plugin_kubeconfig;
+  bool status_checks_agent = true;
 };
 
 // Where things are on the host (as mounted into our container).

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -246,6 +247,10 @@ void cmd_check(const Invocation& in) {
   }
 }
 
+// STATUS: can an ADD be served now? With status_checks_agent (the default), only once the node
+// agent is ready to enrol pods: a runtime that calls STATUS (containerd >= 2.0.1, CRI-O) then
+// holds the node's pods back instead of starting them outside the mesh after a reboot.
+// docs/decisions/011-status.md
 void cmd_status(const Invocation& in) {
   require_version(in.config, "1.1.0", in.verb);
   struct stat st {};
@@ -254,6 +259,16 @@ void cmd_status(const Invocation& in) {
         cni_code::kStatusPluginNotAvailable,
         "kubeconfig " + in.config.kubeconfig + " is not readable: " + std::strerror(errno));
   }
+  if (!in.config.status_checks_agent) return;
+  auto quick = in.config;  // a ready agent answers at once; a hung one must not hold STATUS long
+  quick.agent_timeout_ms = std::min(quick.agent_timeout_ms, 2000);
+  rundir::AgentReply reply;
+  try {
+    reply = in.deps.agent(quick)->call({"status", {}});
+  } catch (const CniError& e) {
+    throw CniError(cni_code::kStatusPluginNotAvailable, e.what());
+  }
+  if (!reply.ok) throw CniError(cni_code::kStatusPluginNotAvailable, reply.msg, reply.details);
 }
 
 void cmd_gc(const Invocation& in, std::string_view stdin_text) {

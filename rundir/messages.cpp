@@ -14,7 +14,10 @@ AgentRequest agent_request_from_json(const nlohmann::json& j) {
   f::object(j, "request");
   AgentRequest r;
   r.op = f::string(j, "op", /*required=*/true);
-  if (r.op != "add" && r.op != "del" && r.op != "check") f::bad("op", "unknown operation " + r.op);
+  if (r.op != "add" && r.op != "del" && r.op != "check" && r.op != "status") {
+    f::bad("op", "unknown operation " + r.op);
+  }
+  if (r.op == "status") return r;  // about the agent, not a pod
   const auto pod = j.find("pod");
   if (pod == j.end()) f::bad("pod", "is required");
   r.pod = pod_record_from_json(*pod);

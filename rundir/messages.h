@@ -12,7 +12,8 @@
 namespace ambient::rundir {
 
 // "add": decide with fresh reads of the pod and its namespace and enrol when selected (one round
-// trip: docs/decisions/009); "del": forget the sandbox; "check": is what ADD set up in place.
+// trip: docs/decisions/009); "del": forget the sandbox; "check": is what ADD set up in place;
+// "status": can the agent enrol pods now (CNI STATUS, decision 011; no pod).
 struct AgentRequest {
   std::string op;
   PodRecord pod;  // uid from CNI_ARGS (may be empty), IPs from prevResult

@@ -272,6 +272,33 @@ TEST_F(Enrolment, AnAddForAnotherPodOfTheSameNameIsRefused) {
   expect_clean(b_);
 }
 
+// CNI STATUS (spec 1.1.0) is 50 until the agent can enrol pods, so a runtime that asks keeps
+// the node's pods back instead of starting them outside the mesh (decision 011).
+TEST_F(Enrolment, StatusIsNotAvailableUntilTheAgentIsReady) {
+  const auto status = [&](bool checks_agent) {
+    auto c = env_->conf();
+    c["cniVersion"] = "1.1.0";
+    c["kubeconfig"] = (run_dir_ / "kubeconfig").string();
+    c["status_checks_agent"] = checks_agent;
+    return testing::run({AMBIENT_PLUGIN_BIN},
+                        {"CNI_COMMAND=STATUS", "CNI_CONTAINERID=", "CNI_NETNS=", "CNI_IFNAME=",
+                         "CNI_ARGS=", "CNI_PATH=/opt/cni/bin"},
+                        c.dump(), 30s);
+  };
+  auto x = status(true);
+  EXPECT_EQ(x.exit_code, 1);
+  EXPECT_EQ(json::parse(x.out)["code"], 50) << x.out;
+  EXPECT_EQ(status(false).exit_code, 0) << "informational when switched off";
+  start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  x = status(true);
+  EXPECT_EQ(x.exit_code, 0) << x.out << x.err;
+  env_->stop_agent();
+  x = status(true);
+  EXPECT_EQ(x.exit_code, 1);
+  EXPECT_EQ(json::parse(x.out)["code"], 50);
+}
+
 // A state file torn by a crash (or written by something else) is reported and skipped; every
 // other enrolled pod is restored.
 TEST_F(Enrolment, RestartReportsTornStateAndRestoresTheRest) {

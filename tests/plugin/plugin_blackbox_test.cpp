@@ -322,7 +322,10 @@ TEST_P(PluginBinary, StatusAndGcNeed110) {
   const auto status = run(env("STATUS", "", "", ""), conf().dump());
   const auto gcx = run(env("GC", "", "", ""), gc.dump());
   if (GetParam() == "1.1.0") {
-    EXPECT_EQ(status.exit_code, 0) << status.out;
+    // No node agent runs here: not ready to enrol pods (decision 011), unless switched off.
+    expect_error(status, 50, "node agent unavailable");
+    EXPECT_EQ(
+        run(env("STATUS", "", "", ""), conf({{"status_checks_agent", false}}).dump()).exit_code, 0);
     EXPECT_EQ(gcx.exit_code, 0) << gcx.out;
     auto no_kubeconfig = conf({{"kubeconfig", "/nonexistent/kubeconfig"}});
     expect_error(run(env("STATUS", "", "", ""), no_kubeconfig.dump()), 50, "kubeconfig");

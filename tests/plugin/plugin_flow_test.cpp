@@ -352,12 +352,28 @@ TEST_F(PluginFlow, CheckOfAnUntouchedPodSucceeds) {
   EXPECT_EQ(agent_.requests[0].op, "check");
 }
 
-TEST_F(PluginFlow, StatusNeedsAKubeconfig) {
+TEST_F(PluginFlow, StatusNeedsAKubeconfigAndAReadyAgent) {
   auto c = conf("1.1.0");
   c["kubeconfig"] = "/nonexistent/kubeconfig";
   EXPECT_EQ(run(env("STATUS"), c), 1);
   EXPECT_EQ(output()["code"], 50);
   c["kubeconfig"] = netns_path_;  // any readable file
+  // No agent: after a reboot the runtime must not start pods before it is up.
+  EXPECT_EQ(run(env("STATUS"), c), 1);
+  EXPECT_EQ(output()["code"], 50);
+  EXPECT_NE(output()["msg"].get<std::string>().find("node agent unavailable"), std::string::npos);
+  agent_.reachable = true;
+  agent_.reply =
+      rundir::AgentReply::failure(50, "node agent not ready: startup reconcile not done");
+  EXPECT_EQ(run(env("STATUS"), c), 1);
+  EXPECT_EQ(output()["code"], 50);
+  EXPECT_EQ(output()["msg"], "node agent not ready: startup reconcile not done");
+  agent_.reply = rundir::AgentReply::success(true, "in place");
+  EXPECT_EQ(run(env("STATUS"), c), 0);
+  EXPECT_EQ(agent_.requests.back().op, "status");
+  // The trade-off switched off: informational again.
+  agent_.reachable = false;
+  c["status_checks_agent"] = false;
   EXPECT_EQ(run(env("STATUS"), c), 0);
 }
 

@@ -156,6 +156,7 @@ TEST(AgentMessages, MalformedOnesNameWhatIsWrong) {
   };
   EXPECT_EQ(err(R"({"op":"explode","pod":{}})", true), "op: unknown operation explode");
   EXPECT_EQ(err(R"({"op":"add"})", true), "pod: is required");
+  EXPECT_EQ(err(R"({"op":"status"})", true), "no error");  // about the agent: no pod
   EXPECT_EQ(err(R"({"op":"add","pod":{"name":"w","namespace":"d"}})", true),
             "pod.containerID: is required");
   EXPECT_EQ(err(R"({"ok":false})", false), "code: must be an integer");
