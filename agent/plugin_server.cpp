@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/file.h"
 #include "base/seqpacket.h"
 #include "config/constants.h"
 #include "config/errors.h"
@@ -131,7 +132,12 @@ PluginServer::~PluginServer() {
 void PluginServer::start() {
   auto& s = *impl_;
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(s.path).parent_path(), ec);
+  // The run dir is ours alone (records, state, the plugin's kubeconfig): 0700 whatever the umask.
+  try {
+    base::ensure_dir(std::filesystem::path(s.path).parent_path(), 0700);
+  } catch (const base::FileError& e) {
+    throw std::runtime_error(std::string("run dir: ") + e.what());
+  }
   try {
     // Root only: whoever can talk to this socket can make the agent enter pod namespaces.
     s.listen_fd = base::listen_seqpacket(s.path, 256).release();

@@ -1,5 +1,6 @@
 #include "agent/zds_server.h"
 
+#include "base/file.h"
 #include "base/seqpacket.h"
 
 #include <fcntl.h>
@@ -179,7 +180,9 @@ void ZdsServer::start() {
   auto& s = *impl_;
   const std::filesystem::path path(s.options.socket_path);
   std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
+  if (const auto warning = base::ensure_socket_dir(path.parent_path()); !warning.empty()) {
+    s.log->warn("ZDS socket: {}", warning);
+  }
   try {
     // Replaces a stale socket of an earlier agent; 0600: ztunnel connects as root.
     s.listen_fd = base::listen_seqpacket(s.options.socket_path, 16).release();

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 
@@ -84,6 +85,19 @@ void ensure_dir(const fs::path& dir, mode_t mode) {
   fs::create_directories(dir, ec);
   if (ec) throw FileError("cannot create " + dir.string() + ": " + ec.message(), ec.value());
   if (::chmod(dir.c_str(), mode) != 0) fail("cannot chmod", dir, errno);
+}
+
+std::string ensure_socket_dir(const fs::path& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    ensure_dir(dir, 0700);
+    return "";
+  }
+  if (!(st.st_mode & 022)) return "";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "directory " + dir.string() + " is writable by group or others (mode " + mode +
+         "): anyone who can write there can replace the socket";
 }
 
 }  // namespace ambient::base

@@ -40,4 +40,9 @@ std::optional<std::string> read_file(const std::filesystem::path& path, bool no_
 // Creates `dir` (and its parents) if missing, then makes its mode exactly `mode`.
 void ensure_dir(const std::filesystem::path& dir, mode_t mode);
 
+// For a socket's directory that may be shared with a peer (ztunnel's /var/run/ztunnel): creates
+// it 0700 (whatever the umask) when missing and leaves an existing one alone. Returns a warning
+// when the existing directory is writable by group or others ("" otherwise).
+std::string ensure_socket_dir(const std::filesystem::path& dir);
+
 }  // namespace ambient::base

@@ -107,6 +107,7 @@ rundir::PodRecord pod_record(const Invocation& in) {
   r.name = in.args.pod_name;
   r.namespace_ = in.args.pod_namespace;
   r.ips = result_ips(in.config.prev_result);
+  r.network = in.config.name;
   return r;
 }
 
@@ -299,6 +300,9 @@ void cmd_gc(const Invocation& in, std::string_view stdin_text) {
   const auto records = dir.records(&problems);
   report(in, problems);
   for (const auto& record : records) {
+    // Only this network's attachments: a GC of another network sharing the run dir lists none of
+    // ours as valid, and must not release them. (Records of older plugins name no network.)
+    if (!record.network.empty() && record.network != in.config.name) continue;
     if (valid.contains(record.container_id)) continue;
     in.log.info("GC: {} ({}/{}) is no longer a valid attachment", record.container_id,
                 record.namespace_, record.name);

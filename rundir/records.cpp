@@ -13,7 +13,8 @@ nlohmann::json to_json(const PodRecord& r) {
           {"uid", r.uid},
           {"name", r.name},
           {"namespace", r.namespace_},
-          {"ips", r.ips}};
+          {"ips", r.ips},
+          {"network", r.network}};
 }
 
 PodRecord pod_record_from_json(const nlohmann::json& j) {
@@ -26,6 +27,7 @@ PodRecord pod_record_from_json(const nlohmann::json& j) {
   r.name = f::string(j, "name", /*required=*/true);
   r.namespace_ = f::string(j, "namespace", /*required=*/true);
   r.ips = f::strings(j, "ips");
+  r.network = f::string(j, "network");
   return r;
 }
 

@@ -22,6 +22,9 @@ struct PodRecord {
   std::string name;
   std::string namespace_;
   std::vector<std::string> ips;  // from prevResult, without prefix length
+  // The conflist's network name: a GC is scoped to its own network's attachments (another
+  // network sharing the run dir never releases ours). Empty in records of older plugins.
+  std::string network;
 
   bool operator==(const PodRecord&) const = default;
 };

@@ -1,5 +1,8 @@
 #include "rundir/store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "base/file.h"
@@ -22,6 +25,13 @@ std::optional<T> read_one(const fs::path& path, Decode decode, std::vector<Probl
     if (problems) problems->push_back({path.string(), error});
     return std::nullopt;
   };
+  // Only files we (root, on a node) wrote ourselves: anyone else who can drop a file here must
+  // not be able to name a netns for the agent to enter or a pod for it to release.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && st.st_uid != ::geteuid()) {
+    return report("owned by uid " + std::to_string(st.st_uid) + ", not by us (uid " +
+                  std::to_string(::geteuid()) + ")");
+  }
   std::optional<std::string> text;
   try {
     text = base::read_file(path, /*no_follow=*/true);

@@ -138,8 +138,8 @@ class EnrollerTest : public ::testing::Test {
 
   static Enrolment pod(const std::string& name, const std::string& container = "sb-1") {
     Enrolment e;
-    e.pod = {container,   "/var/run/netns/" + name, "eth0", "uid-" + name, name, "demo",
-             {"10.0.0.5"}};
+    e.pod = {container, "/var/run/netns/" + name, "eth0", "uid-" + name, name, "demo", {"10.0.0.5"},
+             "k8s"};
     e.service_account = name + "-sa";
     return e;
   }
@@ -301,7 +301,7 @@ TEST(EnrolmentFor, TakesTheApisPodIpsTooSoADualStackPodGetsIpv6) {
   pod.name = "web";
   pod.namespace_ = "demo";
   pod.ips = {"10.0.0.5", "fd00::5"};
-  rundir::PodRecord sandbox{"sb", "/var/run/netns/x", "eth0", "", "web", "demo", {"10.0.0.5"}};
+  rundir::PodRecord sandbox{"sb", "/var/run/netns/x", "eth0", "", "web", "demo", {"10.0.0.5"}, ""};
   const auto e = enrolment_for(pod, sandbox, NodeDefaults{});
   EXPECT_EQ(e.pod.ips, (std::vector<std::string>{"10.0.0.5", "fd00::5"}));
   EXPECT_EQ(e.pod.uid, "uid-web");

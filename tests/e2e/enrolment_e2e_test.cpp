@@ -272,6 +272,23 @@ TEST_F(Enrolment, AnAddForAnotherPodOfTheSameNameIsRefused) {
   expect_clean(b_);
 }
 
+// A pod with a 200 KiB annotation: the agent reads it, the plugin's messages stay small, and the
+// plugin never falls back to reading the API itself (which a truncated reply once made it do).
+TEST_F(Enrolment, AHugeAnnotationNeitherBreaksNorBypassesTheAgent) {
+  start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  auto big = e2e::pod_object(a_);
+  big["metadata"]["annotations"] = {{"example.com/blob", std::string(200 * 1024, 'x')}};
+  env_->api().put(big);
+  ASSERT_EQ(cni("ADD", b_).exit_code, 0);  // the agent's API connection is warm now
+  const int handshakes = env_->api().tls_connections();
+  const auto x = cni("ADD", a_);
+  ASSERT_EQ(x.exit_code, 0) << x.out << x.err;
+  expect_enrolled(a_);
+  EXPECT_EQ(env_->api().tls_connections(), handshakes) << "the plugin read the API itself";
+  EXPECT_EQ(x.err.find("node agent unavailable"), std::string::npos) << x.err;
+}
+
 // CNI STATUS (spec 1.1.0) is 50 until the agent can enrol pods, so a runtime that asks keeps
 // the node's pods back instead of starting them outside the mesh (decision 011).
 TEST_F(Enrolment, StatusIsNotAvailableUntilTheAgentIsReady) {

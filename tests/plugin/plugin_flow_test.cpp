@@ -277,6 +277,18 @@ TEST_F(PluginFlow, GcReleasesStaleRecords) {
   EXPECT_EQ(agent_.requests[0].pod.container_id, "c0ffee");
 }
 
+TEST_F(PluginFlow, GcOfAnotherNetworkSharingTheRunDirReleasesNothingOfOurs) {
+  EXPECT_EQ(run(env("ADD"), conf("1.1.0")), 0);  // network "k8s"
+  agent_.reachable = true;
+  auto other = conf("1.1.0");
+  other["name"] = "storage-net";  // a second network whose attachments list none of ours
+  other["cni.dev/valid-attachments"] = json::array();
+  EXPECT_EQ(run(env("GC"), other), 0);
+  EXPECT_TRUE(agent_.requests.empty());
+  ASSERT_EQ(rundir::RunDir(run_dir_).records().size(), 1u);
+  EXPECT_EQ(rundir::RunDir(run_dir_).records()[0].network, "k8s");
+}
+
 TEST_F(PluginFlow, LookupFailureClosedIsCode11) {
   script_.fail = true;
   EXPECT_EQ(run(env("ADD"), conf()), 1);

@@ -34,7 +34,8 @@ class RunDirTest : public ::testing::Test {
 };
 
 PodRecord record(const std::string& id) {
-  return {id, "/var/run/netns/" + id, "eth0", "uid-" + id, "web", "demo", {"10.0.0.5", "fd00::5"}};
+  return {id,     "/var/run/netns/" + id,  "eth0", "uid-" + id, "web",
+          "demo", {"10.0.0.5", "fd00::5"}, "k8s"};
 }
 
 TEST_F(RunDirTest, RecordsRoundTripWithModesWhateverTheUmask) {
@@ -67,6 +68,23 @@ TEST_F(RunDirTest, TornAndForeignFilesAreReportedTheSameWay) {
   problems.clear();
   EXPECT_FALSE(dir().read_record("torn", &problems).has_value());
   EXPECT_EQ(problems.size(), 1u);
+}
+
+// Anyone else who can drop a file in the run dir must not name a netns for the agent to enter or
+// a pod for it to release: only files owned by us (root, on a node) are read.
+TEST_F(RunDirTest, FilesNotOwnedByUsAreIgnoredAndReported) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+  dir().write_record(record("mine"));
+  dir().write_record(record("planted"));
+  ASSERT_EQ(::chown((path_ / "pods" / "planted.json").c_str(), 1000, 1000), 0);
+  dir().write_tombstone(record("planted"));
+  ASSERT_EQ(::chown((path_ / "tombstones" / "planted.json").c_str(), 1000, 1000), 0);
+  std::vector<Problem> problems;
+  EXPECT_EQ(dir().records(&problems), std::vector<PodRecord>{record("mine")});
+  EXPECT_TRUE(dir().take_tombstones(&problems).empty());
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].error, "owned by uid 1000, not by us (uid 0)");
+  EXPECT_EQ(problems[1].error, "owned by uid 1000, not by us (uid 0)");
 }
 
 TEST_F(RunDirTest, ASymlinkIsNotFollowed) {
