@@ -1,6 +1,5 @@
 #include "agent/agent.h"
 
-#include <httplib.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/enroller.h"
+#include "agent/http_endpoint.h"
 #include "agent/kube_access.h"
 #include "agent/metrics.h"
 #include "agent/netns_finder.h"
@@ -40,31 +40,6 @@ netns::NetnsHandle host_netns(const std::string& path) {
 kube::Kubeconfig load_kubeconfig(const std::string& path) {
   return path.empty() ? kube::in_cluster_config() : kube::load_kubeconfig(path);
 }
-
-// An HTTP endpoint on its own thread; port 0 binds a free port.
-class HttpEndpoint {
- public:
-  void start(const std::string& address, int port, std::shared_ptr<spdlog::logger> log) {
-    if (port < 0) return;
-    port_ = port == 0 ? server_.bind_to_any_port(address) : port;
-    if (port != 0 && !server_.bind_to_port(address, port)) port_ = -1;
-    if (port_ < 0)
-      throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(port));
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    log->info("HTTP on {}:{}", address, port_);
-  }
-  void stop() {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-  httplib::Server& server() { return server_; }
-  int port() const { return port_; }
-
- private:
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = -1;
-};
 
 }  // namespace
 
@@ -301,19 +276,16 @@ struct Agent::Impl final : PluginRequests {
   }
 
   void start_http() {
-    auto& h = health.server();
-    h.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
+    health.route("/healthz", [] { return HttpEndpoint::Response{200, "text/plain", "ok\n"}; });
+    health.route("/readyz", [this] {
+      const auto why = not_ready_reason();
+      return why.empty() ? HttpEndpoint::Response{200, "text/plain", "ready\n"}
+                         : HttpEndpoint::Response{503, "text/plain", "not ready: " + why + "\n"};
     });
-    h.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-      const bool ok = is_ready();
-      res.status = ok ? 200 : 503;
-      res.set_content(ok ? "ready\n" : "not ready\n", "text/plain");
-    });
-    metrics_http.server().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    metrics_http.route("/metrics", [this] {
       metrics.set_ztunnel_connections(zds->connections());
       metrics.set_enrolled_pods(pods.size());
-      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+      return HttpEndpoint::Response{200, "text/plain; version=0.0.4", metrics.render()};
     });
     health.start(options.listen_address, options.health_port, log);
     metrics_http.start(options.listen_address, options.metrics_port, log);

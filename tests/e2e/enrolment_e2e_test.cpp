@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -226,6 +229,106 @@ TEST_F(Enrolment, HealthReadinessAndMetricsEndpoints) {
   }
   env_->stop_agent();  // a stopped agent is not ready (and not listening)
   EXPECT_FALSE(health.Get("/readyz"));
+}
+
+namespace attack {
+
+int connect_to(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string read_some(int fd) {
+  char buf[512];
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+}
+
+long rss_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+}  // namespace attack
+
+// Anyone who reaches a node IP reaches these ports (decision 012): slow clients must not starve
+// the kubelet's probe, a huge body must not be read, an oversized head is refused.
+TEST_F(Enrolment, HealthAndMetricsPortsWithstandAbuse) {
+  auto o = agent_options();
+  o.listen_address = "127.0.0.1";
+  o.health_port = 0;
+  o.metrics_port = 0;
+  env_->start_agent(o);
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  const int health = env_->agent().health_port();
+  const int metrics = env_->agent().metrics_port();
+
+  // 100 connections that never finish their request, then a probe.
+  std::vector<int> slow;
+  for (int i = 0; i < 100; ++i) {
+    const int fd = attack::connect_to(health);
+    ASSERT_GE(fd, 0);
+    const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    ASSERT_EQ(::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(partial.size()));
+    slow.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  httplib::Client probe("127.0.0.1", health);
+  probe.set_read_timeout(2, 0);
+  const auto live = probe.Get("/healthz");
+  const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
+  ASSERT_TRUE(live) << "the probe got no answer while 100 slow clients were connected";
+  EXPECT_EQ(live->status, 200);
+  std::cout << "/healthz answered in " << ms.count() << " ms with 100 slow clients connected\n";
+  for (const int fd : slow) ::close(fd);
+
+  // A 1 GiB POST: refused before its body, which is never buffered.
+  const long before = attack::rss_kb();
+  const int post = attack::connect_to(metrics);
+  ASSERT_GE(post, 0);
+  const std::string head =
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n";
+  ASSERT_GT(::send(post, head.data(), head.size(), MSG_NOSIGNAL), 0);
+  const std::string chunk(1 << 20, 'x');
+  std::size_t sent = 0;
+  for (int i = 0; i < 64; ++i) {  // as much as the server will take, up to 64 MiB
+    const ssize_t n = ::send(post, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  const std::string reply = attack::read_some(post);
+  ::close(post);
+  EXPECT_TRUE(reply.empty() || reply.rfind("HTTP/1.1 413", 0) == 0) << reply;
+  EXPECT_LT(sent, std::size_t{64} << 20) << "the server kept reading the body";
+  EXPECT_LT(std::abs(attack::rss_kb() - before), 5 * 1024) << "RSS moved with the body";
+
+  // A request head past 8 KiB.
+  const int big = attack::connect_to(health);
+  ASSERT_GE(big, 0);
+  const std::string huge = "GET /healthz HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n";
+  ::send(big, huge.data(), huge.size(), MSG_NOSIGNAL);
+  EXPECT_EQ(attack::read_some(big).rfind("HTTP/1.1 431", 0), 0u);
+  ::close(big);
+  // And the endpoints still serve.
+  const auto again = probe.Get("/readyz");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
 }
 
 TEST_F(Enrolment, ZtunnelReconnectGetsAFullSnapshot) {

@@ -123,6 +123,9 @@ TEST_P(Manifests, RendersAndTheDaemonSetFollowsTheNodeConventions) {
   EXPECT_EQ(add, (std::set<std::string>{"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE",
                                         "DAC_OVERRIDE"}));
   EXPECT_EQ(sc["capabilities"]["add"].size(), add.size());
+  // Memory requested and bounded: a runaway agent is restarted, not left to squeeze the node.
+  EXPECT_TRUE(c["resources"]["requests"].contains("memory"));
+  EXPECT_TRUE(c["resources"]["limits"].contains("memory"));
 
   // Mounts: exactly §7's, each host path where this platform keeps it.
   std::map<std::string, json> volumes;
