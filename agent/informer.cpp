@@ -5,13 +5,67 @@
 namespace ambient::agent {
 namespace {
 
-std::string rv_of(const nlohmann::json& o) {
+// A string field, or "" for anything else (absent, null, a number, an object): what the API
+// sends is never trusted to have the types it should.
+std::string text_of(const nlohmann::json& o, const char* key) {
+  if (!o.is_object()) return {};
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+const nlohmann::json& metadata_of(const nlohmann::json& o) {
+  static const nlohmann::json none = nlohmann::json::object();
+  if (!o.is_object()) return none;
   const auto m = o.find("metadata");
-  if (m == o.end() || !m->is_object()) return {};
-  return m->value("resourceVersion", "");
+  return m != o.end() && m->is_object() ? *m : none;
+}
+
+std::string rv_of(const nlohmann::json& o) {
+  return text_of(metadata_of(o), "resourceVersion");
+}
+
+// An object the store can hold: metadata with a string name.
+bool keyable(const nlohmann::json& o) {
+  return !text_of(metadata_of(o), "name").empty();
 }
 
 }  // namespace
+
+WatchEvent classify_watch_event(const nlohmann::json& event) {
+  WatchEvent e;
+  e.type = text_of(event, "type");
+  static const nlohmann::json none;
+  const auto it = event.is_object() ? event.find("object") : event.end();
+  const auto& object = event.is_object() && it != event.end() ? *it : none;
+  if (e.type == "ERROR") {
+    const auto code =
+        object.is_object() && object.contains("code") && object["code"].is_number_integer()
+            ? object["code"].get<int>()
+            : 0;
+    e.action = WatchEvent::Action::kRelist;
+    e.why = "watch error " + std::to_string(code) + " (" + text_of(object, "reason") + ")";
+    return e;
+  }
+  if (e.type != "ADDED" && e.type != "MODIFIED" && e.type != "DELETED" && e.type != "BOOKMARK") {
+    e.why = "unknown type '" + e.type + "'";
+    return e;
+  }
+  if (e.type == "BOOKMARK") {
+    if (!object.is_object()) {
+      e.why = "a BOOKMARK without an object";
+      return e;
+    }
+    e.action = WatchEvent::Action::kApply;
+    return e;
+  }
+  if (!keyable(object)) {
+    e.why = "a " + e.type + " event without metadata.name";
+    return e;
+  }
+  e.key = Informer::key_of(object);
+  e.action = WatchEvent::Action::kApply;
+  return e;
+}
 
 Informer::Informer(Options options, ClientFactory make_client, Handler on_change,
                    std::shared_ptr<spdlog::logger> log)
@@ -25,9 +79,9 @@ Informer::~Informer() {
 }
 
 std::string Informer::key_of(const nlohmann::json& o) {
-  const auto& m = o.at("metadata");
-  const auto ns = m.value("namespace", "");
-  const auto name = m.value("name", "");
+  const auto& m = metadata_of(o);
+  const auto ns = text_of(m, "namespace");
+  const auto name = text_of(m, "name");
   return ns.empty() ? name : ns + "/" + name;
 }
 
@@ -78,8 +132,17 @@ bool Informer::relist(kube::Client& client) {
     return false;
   }
   std::map<std::string, nlohmann::json> fresh;
+  std::size_t skipped = 0;
   for (const auto& item : list["items"]) {
-    if (item.is_object() && item.contains("metadata")) fresh[key_of(item)] = item;
+    if (keyable(item)) {
+      fresh[key_of(item)] = item;
+    } else {
+      ++skipped;
+    }
+  }
+  if (skipped > 0) {
+    log_->warn("{}: list held {} object(s) without metadata.name; skipped", options_.name, skipped);
+    if (options_.degraded) options_.degraded("malformed_api_object");
   }
   std::vector<std::pair<std::string, std::optional<nlohmann::json>>> changes;
   {
@@ -92,7 +155,7 @@ bool Informer::relist(kube::Client& client) {
       if (!fresh.contains(k)) changes.emplace_back(k, std::nullopt);
     }
     store_ = std::move(fresh);
-    resource_version_ = list["metadata"].value("resourceVersion", "");
+    resource_version_ = rv_of(list);
   }
   for (const auto& [k, v] : changes) on_change_(k, v ? &*v : nullptr);
   if (!synced_.exchange(true)) {
@@ -133,18 +196,21 @@ bool Informer::watch_once(kube::Client& client) {
   client.watch(
       path,
       [&](const nlohmann::json& event) {
-        const auto type = event.value("type", "");
-        const auto& object = event.contains("object") ? event["object"] : nlohmann::json();
-        if (type == "ERROR") {
-          // 410 Gone: our resourceVersion was compacted away; anything else is also a reason
-          // to start from a fresh list rather than guess.
-          log_->info("{}: watch error {} ({}); relisting", options_.name, object.value("code", 0),
-                     object.value("reason", ""));
+        const auto e = classify_watch_event(event);
+        if (e.action == WatchEvent::Action::kRelist) {
+          // 410 Gone: our resourceVersion was compacted away; anything else (even an ERROR with
+          // no Status at all) is also a reason to start from a fresh list rather than guess.
+          log_->info("{}: {}; relisting", options_.name, e.why);
           expired = true;
           return false;
         }
-        if (!object.is_object() || !object.contains("metadata")) return true;
-        apply(type, object);
+        if (e.action == WatchEvent::Action::kSkip) {
+          log_->warn("{}: skipping a watch event: {}", options_.name, e.why);
+          if (options_.degraded) options_.degraded("malformed_api_object");
+          return true;
+        }
+        const auto& object = event["object"];
+        apply(e.type, object);
         return running_.load();
       },
       options_.watch_timeout + std::chrono::seconds(2), &stopping_);
@@ -174,6 +240,16 @@ void Informer::run() {
                  backoff.count());
       if (options_.degraded) options_.degraded("api_watch_interrupted");
       client.reset();  // a fresh connection after a failure
+      sleep_for(backoff);
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    } catch (const std::exception& e) {
+      // Data the API should never send (what the checks above did not foresee): the agent must
+      // not exit over it. Start over from a fresh list.
+      log_->warn("{}: malformed data from the API: {}; relisting in {} ms", options_.name, e.what(),
+                 backoff.count());
+      if (options_.degraded) options_.degraded("malformed_api_object");
+      need_list = true;
+      client.reset();
       sleep_for(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);
     }

@@ -22,6 +22,17 @@
 
 namespace ambient::agent {
 
+// One watch event as the informer reads it, whatever the API sent: what to do with it and, when
+// it is to be skipped, why. Pure (fuzzed: tests/fuzz/fuzz_watch_event.cpp).
+struct WatchEvent {
+  enum class Action { kApply, kRelist, kSkip };
+  Action action = Action::kSkip;
+  std::string type;  // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+  std::string key;   // "namespace/name" or "name"
+  std::string why;   // kSkip, kRelist: for the log
+};
+WatchEvent classify_watch_event(const nlohmann::json& event);
+
 class Informer {
  public:
   using Handler = std::function<void(const std::string& key, const nlohmann::json* object)>;

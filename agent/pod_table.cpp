@@ -2,16 +2,28 @@
 
 namespace ambient::agent {
 
-std::unique_lock<std::mutex> PodTable::lock_pod(const std::string& uid) {
-  std::shared_ptr<std::mutex> m;
+PodTable::PodLock::PodLock(PodTable& table, std::string uid) : table_(table), uid_(std::move(uid)) {
+  Slot* slot = nullptr;
   {
-    std::lock_guard g(locks_mu_);
-    auto& slot = locks_[uid];
-    if (!slot) slot = std::make_shared<std::mutex>();
-    m = slot;
+    std::lock_guard g(table_.locks_mu_);
+    auto& s = table_.locks_[uid_];
+    if (!s) s = std::make_unique<Slot>();
+    ++s->users;  // the slot stays while anyone holds or waits for it
+    slot = s.get();
   }
-  // The map keeps the mutex alive; pods are few hundred per node, so entries are not reaped.
-  return std::unique_lock<std::mutex>(*m);
+  slot->m.lock();
+}
+
+PodTable::PodLock::~PodLock() {
+  std::lock_guard g(table_.locks_mu_);
+  const auto it = table_.locks_.find(uid_);
+  it->second->m.unlock();
+  if (--it->second->users == 0) table_.locks_.erase(it);
+}
+
+std::size_t PodTable::lock_slots() const {
+  std::lock_guard g(locks_mu_);
+  return locks_.size();
 }
 
 void PodTable::put(EnrolledPod pod) {

@@ -28,8 +28,22 @@ class PodTable {
  public:
   explicit PodTable(rundir::RunDir dir) : dir_(std::move(dir)) {}
 
+  // Holds one pod's lock; the lock's slot is reaped when the last holder lets go (per-pod state
+  // must not grow with every pod that ever lived on the node).
+  class PodLock {
+   public:
+    PodLock(PodTable& table, std::string uid);
+    ~PodLock();
+    PodLock(const PodLock&) = delete;
+    PodLock& operator=(const PodLock&) = delete;
+
+   private:
+    PodTable& table_;
+    std::string uid_;
+  };
   // Serialises work on one pod (ADD, DEL, relabel) while other pods proceed.
-  std::unique_lock<std::mutex> lock_pod(const std::string& uid);
+  PodLock lock_pod(const std::string& uid) { return PodLock(*this, uid); }
+  std::size_t lock_slots() const;  // per-pod locks held or waited for now (for tests)
 
   // Persists first (throws base::FileError, and then nothing changed), then keeps it.
   void put(EnrolledPod pod);
@@ -47,8 +61,12 @@ class PodTable {
   rundir::RunDir dir_;
   mutable std::mutex mu_;
   std::map<std::string, EnrolledPod> pods_;
-  std::mutex locks_mu_;
-  std::map<std::string, std::shared_ptr<std::mutex>> locks_;
+  struct Slot {
+    std::mutex m;
+    int users = 0;  // holders and waiters
+  };
+  mutable std::mutex locks_mu_;
+  std::map<std::string, std::unique_ptr<Slot>> locks_;
 };
 
 }  // namespace ambient::agent

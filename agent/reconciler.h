@@ -97,7 +97,6 @@ class Reconciler {
   std::deque<Item> queue_;
   std::set<std::string> queued_;  // uids in queue_ (a burst of events is one pass)
   std::set<std::string> busy_;
-  std::map<std::string, int> retries_;
 
   std::atomic<bool> running_{false};
   std::atomic<bool> startup_done_{false};

@@ -204,10 +204,23 @@ struct SlistDeleter {
 };
 using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
 
+// An answer's body, up to a cap: past it the transfer is aborted (returning less than given
+// makes libcurl fail the transfer with CURLE_WRITE_ERROR).
+struct BodySink {
+  std::string* body;
+  std::size_t max;
+  bool too_big = false;
+};
+
 size_t append_body(char* data, size_t size, size_t count, void* user) {
-  auto* body = static_cast<std::string*>(user);
-  body->append(data, size * count);
-  return size * count;
+  auto* sink = static_cast<BodySink*>(user);
+  const size_t n = size * count;
+  if (sink->body->size() + n > sink->max) {
+    sink->too_big = true;
+    return 0;
+  }
+  sink->body->append(data, n);
+  return n;
 }
 
 // State shared with the watch write callback. Exceptions cannot cross libcurl (C) frames, so
@@ -218,7 +231,8 @@ struct WatchState {
   const std::function<bool(const nlohmann::json&)>* on_event = nullptr;
   std::string describe;
   long status = 0;
-  std::string buffer;    // an incomplete line, or the body of a non-2xx answer
+  std::string buffer;  // an incomplete line, or the body of a non-2xx answer
+  std::size_t max_line = 0;
   bool stopped = false;  // on_event returned false
   std::exception_ptr error;
 
@@ -274,6 +288,13 @@ size_t on_watch_data(char* data, size_t size, size_t count, void* user) {
   }
   state->buffer.append(data, n);
   if (!state->deliver(false)) return 0;  // 0 aborts the transfer (CURLE_WRITE_ERROR)
+  if (state->buffer.size() > state->max_line) {
+    state->error = std::make_exception_ptr(
+        ApiError(Kind::kBadResponse, state->status,
+                 state->describe + ": a watch event longer than " +
+                     std::to_string(state->max_line) + " bytes (no newline)"));
+    return 0;
+  }
   return n;
 }
 
@@ -521,9 +542,15 @@ struct Client::Impl {
     std::vector<Slist> lists;
     prepare(method, path, body, content_type, remaining, options.connect_timeout, lists, what);
     Answer answer{0, {}};
+    BodySink sink{&answer.body, options.max_body_bytes};
     set(CURLOPT_WRITEFUNCTION, &append_body, what, "CURLOPT_WRITEFUNCTION");
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&answer.body), what, "CURLOPT_WRITEDATA");
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&sink), what, "CURLOPT_WRITEDATA");
     const CURLcode rc = api->easy_perform(easy);
+    if (sink.too_big) {
+      return Failure{
+          Kind::kBadResponse, 0,
+          "the answer is larger than " + std::to_string(options.max_body_bytes) + " bytes", false};
+    }
     if (rc != CURLE_OK) return transport_failure(rc);
     api->easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &answer.status);
     if (answer.status >= 200 && answer.status <= 299) return answer;
@@ -606,6 +633,7 @@ struct Client::Impl {
     state.easy = easy;
     state.on_event = &on_event;
     state.describe = what;
+    state.max_line = options.max_event_bytes;
     set(CURLOPT_WRITEFUNCTION, &on_watch_data, what, "CURLOPT_WRITEFUNCTION");
     set(CURLOPT_WRITEDATA, static_cast<void*>(&state), what, "CURLOPT_WRITEDATA");
     if (cancel != nullptr) {

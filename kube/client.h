@@ -50,6 +50,11 @@ struct ClientOptions {
   // Upper bound for TCP connect + TLS handshake of one attempt (never beyond the deadline), so
   // a lost SYN leaves time for a retry.
   std::chrono::milliseconds connect_timeout{2000};
+  // Caps on what the API may send (etcd stores objects of at most 1.5 MiB): a larger answer, or
+  // a watch line longer than max_event_bytes without its newline, is a kBadResponse error and is
+  // never held in memory whole.
+  std::size_t max_body_bytes = 64u << 20;  // one answer (a LIST may hold many objects)
+  std::size_t max_event_bytes = 8u << 20;  // one watch event (one object)
 };
 
 // Percent-encodes a query parameter value (RFC 3986 unreserved characters stay), for building

@@ -310,6 +310,19 @@ TEST(EnrolmentFor, TakesTheApisPodIpsTooSoADualStackPodGetsIpv6) {
   EXPECT_TRUE(plan.options().ipv6);
 }
 
+TEST_F(EnrollerTest, PerPodLocksAreReapedWithThePods) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(enroller_->enrol(pod("p" + std::to_string(i), "sb" + std::to_string(i))).ok);
+  }
+  EXPECT_EQ(pods_->lock_slots(), 0u);  // none held between operations
+  {
+    auto held = pods_->lock_pod("uid-p1");
+    EXPECT_EQ(pods_->lock_slots(), 1u);
+  }
+  EXPECT_EQ(enroller_->release_all(true), 50u);
+  EXPECT_EQ(pods_->lock_slots(), 0u);
+}
+
 TEST_F(EnrollerTest, CheckFollowsWhatIsInPlace) {
   const auto e = pod("web");
   EXPECT_FALSE(enroller_->check("sb-1").ok);

@@ -448,10 +448,13 @@ struct ApiServerStandin::Impl {
     if (ssl != nullptr) ::shutdown(SSL_get_fd(ssl), SHUT_RDWR);
   }
 
-  std::optional<ApiFault> take_fault(const std::string& path) {
+  std::optional<ApiFault> take_fault(const std::string& path, const std::string& query) {
     std::lock_guard lock(mu);
     for (auto& fault : faults) {
       if (fault.times == 0 || !path.starts_with(fault.path_prefix)) continue;
+      if (!fault.query_contains.empty() && query.find(fault.query_contains) == std::string::npos) {
+        continue;
+      }
       if (fault.times > 0) --fault.times;
       return fault;
     }
@@ -489,18 +492,21 @@ struct ApiServerStandin::Impl {
     entry.remote_port = req.remote_port;
 
     // Faults first: they stand for a broken network or proxy in front of the server.
-    if (auto fault = take_fault(req.path)) {
+    if (auto fault = take_fault(req.path, entry.query)) {
       if (fault->delay_ms > 0) {
         std::unique_lock lock(mu);
         changed.wait_for(lock, std::chrono::milliseconds(fault->delay_ms),
                          [&] { return stopping; });
       }
-      if (fault->drop || fault->status != 0 || fault->bad_json) {
+      if (fault->drop || fault->status != 0 || fault->bad_json || fault->body) {
         log_request(std::move(entry), fault->drop ? "dropped" : "fault");
         if (fault->drop) {
           hard_close(req.ssl);
         } else if (fault->status != 0) {
           reply_status(res, fault->status, "injected fault");
+        } else if (fault->body) {
+          res.status = 200;
+          res.set_content(*fault->body, "application/json");
         } else {
           res.status = 200;
           res.set_content("{\"kind\": \"Pod\", this is not JSON", "application/json");

@@ -40,6 +40,8 @@ struct ApiFault {
   int status = 0;           // answer with this HTTP status and a Status object
   bool drop = false;        // close the connection without an answer
   bool bad_json = false;    // answer 200 with a body that is not JSON
+  std::optional<std::string> body = std::nullopt;  // answer 200 with exactly this body
+  std::string query_contains = "";  // only requests whose query holds this ("watch=1")
   int times = -1;
 };
 
