@@ -96,7 +96,7 @@ struct Agent::Impl final : PluginRequests {
       ro.watch_timeout = options.watch_timeout;
       reconciler = std::make_unique<Reconciler>(
           ro, ReconcilerDeps{
-                  pods, *enroller, *rules, probes, api,
+                  pods, *enroller, probes, api,
                   [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
                   finder, metrics, log});
     }

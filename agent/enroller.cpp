@@ -142,9 +142,18 @@ void Enroller::release_sandbox(const rundir::PodRecord& sandbox) {
   d_.metrics.count_request("del", "ok");
 }
 
-void Enroller::release(const std::string& uid, bool clear_annotation) {
+bool Enroller::release(const std::string& uid, bool clear_annotation,
+                       std::string_view only_sandbox) {
   auto lock = d_.pods.lock_pod(uid);
-  if (const auto pod = d_.pods.get(uid)) release_locked(*pod, clear_annotation);
+  const auto pod = d_.pods.get(uid);
+  if (!pod) return false;
+  if (!only_sandbox.empty() && pod->pod().container_id != only_sandbox) {
+    d_.log->info("pod {}: not released: sandbox {} was enrolled since the decision about {}",
+                 who(pod->pod()), pod->pod().container_id, only_sandbox);
+    return false;
+  }
+  release_locked(*pod, clear_annotation);
+  return true;
 }
 
 void Enroller::forget(const Enrolment& e, bool clear_annotation) {
@@ -188,6 +197,57 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation) {
   d_.log->info("pod {} released (uid {})", who(rec), rec.uid);
 }
 
+void Enroller::mark(const rundir::PodRecord& p, std::string_view value) {
+  try {
+    d_.status.set(p.namespace_, p.name, value);
+  } catch (const kube::ApiError& e) {
+    d_.log->warn("pod {}: cannot mark it {}: {}", who(p), value, e.what());
+    d_.metrics.count_degraded("annotation_failed");
+  }
+}
+
+Enroller::Repair Enroller::repair(const std::string& uid) {
+  auto lock = d_.pods.lock_pod(uid);
+  auto pod = d_.pods.get(uid);
+  if (!pod || !pod->netns) return Repair::kGone;  // released meanwhile: leave it alone
+  const auto& p = pod->pod();
+  const auto plan = plan_for(pod->enrolment.redirect, p.ips);
+  try {
+    const auto seen = d_.rules.inspect(*pod->netns, plan);
+    if (seen.status == netns::RedirectStatus::Current && !pod->pending) return Repair::kInPlace;
+    d_.rules.apply(*pod->netns, plan);
+    d_.probes.set_pod(uid, p.ips);
+    if (pod->pending) {
+      pod->pending = false;
+      d_.pods.adopt(*pod);
+      mark(p, contract::kRedirectionEnabled);
+      d_.log->warn("pod {}: redirection re-applied; enabled again", who(p));
+    } else {
+      d_.log->warn("pod {}: in-pod redirection had drifted ({}); repaired", who(p), seen.summary());
+    }
+    d_.metrics.count_repair("inpod_rules");
+    return Repair::kRepaired;
+  } catch (const netns::NetnsError& e) {
+    d_.log->error("pod {}: re-applying its redirection failed: {}; pending, will retry", who(p),
+                  e.what());
+    d_.metrics.count_degraded("drift_repair_failed");
+    if (!pod->pending) {
+      pod->pending = true;
+      d_.pods.adopt(*pod);
+      mark(p, contract::kRedirectionPending);
+    }
+    return Repair::kFailed;
+  }
+}
+
+std::vector<std::string> Enroller::pending() const {
+  std::vector<std::string> out;
+  for (const auto& p : d_.pods.all()) {
+    if (p.pending) out.push_back(p.uid());
+  }
+  return out;
+}
+
 Outcome Enroller::check(const std::string& container_id) {
   const auto pod = d_.pods.find_by_container(container_id);
   if (!pod || !pod->netns) {
@@ -225,10 +285,12 @@ bool Enroller::restore(const Enrolment& e) {
     d_.rules.apply(*pod.netns, plan_for(e.redirect, e.pod.ips));
     d_.probes.set_pod(e.pod.uid, e.pod.ips);
   } catch (const netns::NetnsError& ex) {
-    // Kept: the snapshot still hands it to ztunnel; the periodic reconcile retries the rules.
-    d_.log->error("pod {}: re-applying redirection after restart failed: {}", who(e.pod),
+    // Kept for ztunnel's snapshot, but never as "enabled" with no rules: pending, and retried.
+    d_.log->error("pod {}: re-applying redirection after restart failed: {}; pending", who(e.pod),
                   ex.what());
     d_.metrics.count_degraded("restore_failed");
+    pod.pending = true;
+    mark(pod.pod(), contract::kRedirectionPending);
   }
   d_.pods.adopt(std::move(pod));
   d_.metrics.set_enrolled_pods(d_.pods.size());

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -39,8 +41,10 @@ class Enroller {
   void release_sandbox(const rundir::PodRecord& sandbox);
 
   // Forgets an enrolled pod: ztunnel del, in-pod rules, probe entries, state; the annotation too
-  // when asked. Best effort: every step runs even if an earlier one failed.
-  void release(const std::string& uid, bool clear_annotation);
+  // when asked. Best effort: every step runs even if an earlier one failed. With `only_sandbox`,
+  // only when that is still the pod's sandbox: a decision taken about an older sandbox never
+  // tears down the one a new ADD just enrolled. Returns whether it released.
+  bool release(const std::string& uid, bool clear_annotation, std::string_view only_sandbox = {});
 
   // Releases a pod known only from the run dir (a tombstone's pod, or uninstall with no agent
   // running): the same steps, the netns opened by its path.
@@ -53,11 +57,20 @@ class Enroller {
   Outcome check(const std::string& container_id);
 
   // After a restart: re-opens the pod's netns and re-applies its rules and probe entries (no ZDS
-  // here: the next snapshot carries it). False (and forgotten) when its netns is gone.
+  // here: the next snapshot carries it). False (and forgotten) when its netns is gone; a pod
+  // whose rules cannot be re-applied is kept "pending" (annotated so) for repair() to retry.
   bool restore(const Enrolment& e);
+
+  // Drift repair and the retry of pending pods, under the pod's lock with its state re-read
+  // there (a pod released meanwhile is left alone): re-applies the rules when they drifted or
+  // when the pod is pending; a pending pod that recovers is annotated "enabled" again.
+  enum class Repair { kInPlace, kRepaired, kFailed, kGone };
+  Repair repair(const std::string& uid);
+  std::vector<std::string> pending() const;
 
  private:
   void release_locked(const EnrolledPod& pod, bool clear_annotation);
+  void mark(const rundir::PodRecord& p, std::string_view value);  // status annotation, best effort
 
   EnrollerDeps d_;
 };

@@ -19,6 +19,9 @@ namespace ambient::agent {
 struct EnrolledPod {
   rundir::Enrolment enrolment;
   std::shared_ptr<netns::NetnsHandle> netns;  // null after a restart found the netns gone
+  // Its rules could not be (re-)applied: annotated "pending", retried, never passed off as
+  // enrolled with no rules.
+  bool pending = false;
 
   const rundir::PodRecord& pod() const { return enrolment.pod; }
   const std::string& uid() const { return enrolment.pod.uid; }

@@ -240,7 +240,7 @@ bool Reconciler::reconcile(const std::string& uid) {
   d_.log->info("pod {} no longer selected for ambient{}: unenrolling",
                current->pod().namespace_ + "/" + current->pod().name,
                pod ? "" : " (deleted or finished)");
-  d_.enroller.release(uid, /*clear_annotation=*/pod.has_value());
+  d_.enroller.release(uid, /*clear_annotation=*/pod.has_value(), current->pod().container_id);
   return true;
 }
 
@@ -276,22 +276,7 @@ void Reconciler::repair_drift() {
   std::vector<netns::ProbeEntry> desired;
   for (const auto& p : d_.pods.all()) {
     for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
-    if (!p.netns) continue;
-    try {
-      const auto plan = plan_for(p.enrolment.redirect, p.pod().ips);
-      const auto seen = d_.rules.inspect(*p.netns, plan);
-      if (seen.status != netns::RedirectStatus::Current) {
-        auto lock = d_.pods.lock_pod(p.uid());
-        d_.rules.apply(*p.netns, plan);
-        d_.metrics.count_repair("inpod_rules");
-        d_.log->warn("pod {}/{}: in-pod redirection had drifted ({}); repaired", p.pod().namespace_,
-                     p.pod().name, seen.summary());
-      }
-    } catch (const netns::NetnsError& e) {
-      d_.log->error("pod {}/{}: drift check failed: {}", p.pod().namespace_, p.pod().name,
-                    e.what());
-      d_.metrics.count_degraded("drift_check_failed");
-    }
+    d_.enroller.repair(p.uid());  // under the pod's lock, re-checked there
   }
   try {
     const auto report = d_.probes.reconcile(desired);
@@ -331,14 +316,19 @@ void Reconciler::housekeeping() {
     }
   }
   auto next = std::chrono::steady_clock::now() + o_.drift_interval;
+  auto next_retry = std::chrono::steady_clock::now() + o_.pending_retry;
   while (running_) {
     {
       std::unique_lock lock(mu_);
       idle_cv_.wait_for(lock, std::chrono::milliseconds(100));
     }
-    if (std::chrono::steady_clock::now() >= next) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next) {
       repair_drift();
       next = std::chrono::steady_clock::now() + o_.drift_interval;
+    } else if (now >= next_retry) {
+      for (const auto& uid : d_.enroller.pending()) d_.enroller.repair(uid);
+      next_retry = std::chrono::steady_clock::now() + o_.pending_retry;
     }
   }
 }

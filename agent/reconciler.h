@@ -34,6 +34,7 @@ struct ReconcilerOptions {
   std::string node_name;  // empty: every pod the API lists (single-node testbeds)
   int workers = 4;
   std::chrono::milliseconds drift_interval{30000};
+  std::chrono::milliseconds pending_retry{2000};  // pods whose rules could not be re-applied
   std::chrono::milliseconds watch_timeout{300000};
   std::chrono::milliseconds max_retry_backoff{30000};
 };
@@ -41,7 +42,6 @@ struct ReconcilerOptions {
 struct ReconcilerDeps {
   PodTable& pods;
   Enroller& enroller;
-  RulesStep& rules;
   netns::HostProbeSnat& probes;
   ApiPool& api;
   Informer::ClientFactory make_client;

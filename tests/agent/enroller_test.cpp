@@ -286,13 +286,47 @@ TEST_F(EnrollerTest, ReleaseGoesOnWhenAStepFailsAndCountsIt) {
             std::string::npos);
 }
 
-TEST_F(EnrollerTest, RestoreKeepsThePodWhenItsRulesCannotBeReapplied) {
+TEST_F(EnrollerTest, ARestoreThatCannotReapplyLeavesThePodPendingUntilARetryWorks) {
   const auto e = pod("web");
+  w_.annotations["demo/web"] = "enabled";  // what the earlier agent left
   w_.fail = "rules";
   EXPECT_TRUE(enroller_->restore(e));  // still owed to ztunnel: the snapshot carries it
-  EXPECT_TRUE(pods_->get(e.pod.uid).has_value());
+  ASSERT_TRUE(pods_->get(e.pod.uid).has_value());
+  EXPECT_TRUE(pods_->get(e.pod.uid)->pending);
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionPending);  // never "enabled"
+  EXPECT_EQ(enroller_->pending(), std::vector<std::string>{"uid-web"});
   EXPECT_NE(metrics_.render().find(R"(ambient_cni_degraded_total{what="restore_failed"} 1)"),
             std::string::npos);
+  EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kFailed);  // still broken
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionPending);
+  w_.fail.clear();
+  EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kRepaired);
+  EXPECT_TRUE(w_.rules.contains(e.pod.netns));
+  EXPECT_FALSE(pods_->get(e.pod.uid)->pending);
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
+  EXPECT_TRUE(enroller_->pending().empty());
+}
+
+TEST_F(EnrollerTest, DriftRepairLeavesAPodReleasedMeanwhileAlone) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  w_.rules.clear();  // drifted
+  EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kRepaired);
+  EXPECT_TRUE(w_.rules.contains(e.pod.netns));
+  EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kInPlace);
+  enroller_->release(e.pod.uid, true);
+  EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kGone);
+  EXPECT_FALSE(w_.rules.contains(e.pod.netns)) << "rules re-applied to a released pod";
+}
+
+TEST_F(EnrollerTest, AReleaseDecidedForAnOlderSandboxSparesTheNewOne) {
+  ASSERT_TRUE(enroller_->enrol(pod("web", "sb-1")).ok);
+  ASSERT_TRUE(enroller_->enrol(pod("web", "sb-2")).ok);  // a new sandbox of the same pod
+  EXPECT_FALSE(enroller_->release("uid-web", true, "sb-1"));
+  EXPECT_TRUE(w_.ztunnel.contains("uid-web"));
+  EXPECT_EQ(pods_->get("uid-web")->pod().container_id, "sb-2");
+  EXPECT_TRUE(enroller_->release("uid-web", true, "sb-2"));
+  EXPECT_FALSE(w_.ztunnel.contains("uid-web"));
 }
 
 TEST(EnrolmentFor, TakesTheApisPodIpsTooSoADualStackPodGetsIpv6) {
