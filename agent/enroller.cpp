@@ -44,7 +44,7 @@ class Phases {
 
 }  // namespace
 
-Outcome Enroller::enrol(const Enrolment& e) {
+Outcome Enroller::enrol(const Enrolment& e, Source source) {
   const auto started = Clock::now();
   const auto& p = e.pod;
   if (p.uid.empty()) {
@@ -70,6 +70,15 @@ Outcome Enroller::enrol(const Enrolment& e) {
 
   try {
     pod.netns = d_.netns.open(p.netns);
+    if (source == Source::kFound && !d_.netns.holds_any(*pod.netns, p.ips)) {
+      d_.metrics.count_degraded("netns_mismatch");
+      return fail("rules_failed",
+                  "the network namespace found for pod " + who(p) + " is not its own",
+                  p.netns + " holds none of its IPs");
+    }
+    const auto id = d_.netns.id_of(*pod.netns);
+    pod.enrolment.netns_dev = id.dev;
+    pod.enrolment.netns_inode = id.inode;
     d_.rules.apply(*pod.netns, plan_for(e.redirect, p.ips));
     undo.add("in-pod rules", [&] { d_.rules.remove(*pod.netns); });
   } catch (const netns::NetnsError& ex) {
@@ -167,11 +176,27 @@ std::size_t Enroller::release_all(bool clear_annotation) {
   return pods.size();
 }
 
-void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation) {
+bool Enroller::is_its_netns(const Enrolment& e, const netns::NetnsHandle& ns) {
+  if (e.netns_inode != 0) return d_.netns.id_of(ns) == NetnsId{e.netns_dev, e.netns_inode};
+  return d_.netns.holds_any(ns, e.pod.ips);  // state from before identities were recorded
+}
+
+void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation, bool touch_netns) {
   const auto& rec = pod.pod();
   d_.ztunnel.del(rec.uid);
   try {
-    d_.rules.remove(pod.netns ? *pod.netns : *d_.netns.open(rec.netns));
+    if (pod.netns) {
+      d_.rules.remove(*pod.netns);
+    } else if (touch_netns) {
+      // Opened by path: only if it is still the namespace that was enrolled.
+      const auto ns = d_.netns.open(rec.netns);
+      if (is_its_netns(pod.enrolment, *ns)) {
+        d_.rules.remove(*ns);
+      } else {
+        d_.log->info("pod {}: {} is another network namespace now: its rules are not ours",
+                     who(rec), rec.netns);
+      }
+    }
   } catch (const netns::NetnsError& e) {
     if (e.kind() != netns::ErrorKind::NotFound && e.kind() != netns::ErrorKind::NotNetns) {
       d_.log->warn("pod {}: removing in-pod rules: {}", who(rec), e.what());
@@ -279,6 +304,19 @@ bool Enroller::restore(const Enrolment& e) {
   } catch (const netns::NetnsError& ex) {
     d_.log->info("pod {}: its netns is gone ({}); forgetting it", who(e.pod), ex.what());
     release_locked(pod, /*clear_annotation=*/false);
+    return false;
+  }
+  if (!is_its_netns(e, *pod.netns)) {
+    // The path names another namespace now (its sandbox was replaced, the PID reused): nothing
+    // in there is ours to touch. The pod is forgotten; if it still runs, the reconciler finds
+    // its new netns and enrols it again.
+    d_.log->warn(
+        "pod {}: {} is another network namespace now; forgetting the pod without "
+        "touching it",
+        who(e.pod), e.pod.netns);
+    d_.metrics.count_degraded("netns_replaced");
+    pod.netns.reset();
+    release_locked(pod, /*clear_annotation=*/false, /*touch_netns=*/false);
     return false;
   }
   try {

@@ -32,9 +32,14 @@ class Enroller {
  public:
   explicit Enroller(EnrollerDeps deps) : d_(std::move(deps)) {}
 
+  // Where the netns path came from: the runtime's ADD (authoritative), or the agent's own search
+  // (a run-dir record or a /proc scan), which is used only when the netns holds one of the pod's
+  // IPs — a reused PID or path must never give another pod's netns this pod's rules or identity.
+  enum class Source { kAdd, kFound };
+
   // Enrols the pod (or re-enrols it: new sandbox, other settings). Failure: a CNI error code
   // (11 for everything the kubelet should retry) and nothing of this attempt left in place.
-  Outcome enrol(const Enrolment& e);
+  Outcome enrol(const Enrolment& e, Source source = Source::kAdd);
 
   // A sandbox's DEL: releases the pod when that sandbox is the one enrolled; an older sandbox of
   // the same pod, or a pod never enrolled, changes nothing. Never fails.
@@ -69,7 +74,8 @@ class Enroller {
   std::vector<std::string> pending() const;
 
  private:
-  void release_locked(const EnrolledPod& pod, bool clear_annotation);
+  void release_locked(const EnrolledPod& pod, bool clear_annotation, bool touch_netns = true);
+  bool is_its_netns(const Enrolment& e, const netns::NetnsHandle& ns);
   void mark(const rundir::PodRecord& p, std::string_view value);  // status annotation, best effort
 
   EnrollerDeps d_;

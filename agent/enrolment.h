@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -66,10 +67,20 @@ netns::RedirectPlan plan_for(const config::RedirectSettings& settings,
 // Each throws its layer's error on failure: netns::NetnsError (netns, rules, probes), ZdsError
 // (ztunnel), kube::ApiError (status annotation).
 
+struct NetnsId {
+  std::uint64_t dev = 0;
+  std::uint64_t inode = 0;
+  bool operator==(const NetnsId&) const = default;
+};
+
 class NetnsOpener {
  public:
   virtual ~NetnsOpener() = default;
   virtual std::shared_ptr<netns::NetnsHandle> open(const std::string& path) = 0;
+  // Which namespace a handle is (nsfs device and inode).
+  virtual NetnsId id_of(const netns::NetnsHandle& ns) = 0;
+  // Whether it holds one of the pod's IPs (the check for a netns the agent found itself).
+  virtual bool holds_any(const netns::NetnsHandle& ns, const std::vector<std::string>& ips) = 0;
 };
 
 class RulesStep {

@@ -263,7 +263,8 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
   sandbox.netns = found->path;
   if (sandbox.ifname.empty()) sandbox.ifname = "eth0";
   sandbox.ips = pod.ips;  // what the API says now; the record's may be of an older sandbox
-  const auto reply = d_.enroller.enrol(enrolment_for(pod, std::move(sandbox), o_.defaults));
+  const auto reply = d_.enroller.enrol(enrolment_for(pod, std::move(sandbox), o_.defaults),
+                                       Enroller::Source::kFound);
   if (!reply.ok) {
     d_.log->warn("pod {}: enrolment failed: {} {}; will retry", who(pod), reply.msg, reply.details);
     return false;

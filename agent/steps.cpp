@@ -15,6 +15,10 @@ class PathNetnsOpener final : public NetnsOpener {
     ns->relocate_fd();  // held for the pod's lifetime: keep low fd numbers free
     return ns;
   }
+  NetnsId id_of(const netns::NetnsHandle& ns) override { return {ns.dev(), ns.inode()}; }
+  bool holds_any(const netns::NetnsHandle& ns, const std::vector<std::string>& ips) override {
+    return netns::holds_any_address(ns, ips);
+  }
 };
 
 class NftRulesStep final : public RulesStep {

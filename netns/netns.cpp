@@ -1,6 +1,8 @@
 #include "netns/netns.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <linux/magic.h>
 #include <linux/nsfs.h>
 #include <sched.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <exception>
 #include <thread>
 
@@ -160,4 +163,43 @@ void run_on_fresh_thread(int ns_fd, const std::function<void()>& fn) {
 }
 
 }  // namespace detail
+bool holds_any_address(const NetnsHandle& ns, const std::vector<std::string>& ips) {
+  struct Want {
+    int family;
+    unsigned char bytes[16];
+  };
+  std::vector<Want> wanted;
+  for (const auto& ip : ips) {
+    Want w{};
+    if (inet_pton(AF_INET, ip.c_str(), w.bytes) == 1) {
+      w.family = AF_INET;
+    } else if (inet_pton(AF_INET6, ip.c_str(), w.bytes) == 1) {
+      w.family = AF_INET6;
+    } else {
+      continue;
+    }
+    wanted.push_back(w);
+  }
+  if (wanted.empty()) return false;
+  return run_in(ns, [&] {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) throw_errno("getifaddrs in " + ns.path(), errno);
+    bool found = false;
+    for (ifaddrs* a = list; a != nullptr && !found; a = a->ifa_next) {
+      if (a->ifa_addr == nullptr) continue;
+      for (const auto& w : wanted) {
+        if (a->ifa_addr->sa_family != w.family) continue;
+        const void* have =
+            w.family == AF_INET
+                ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr)
+                : static_cast<const void*>(
+                      &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr);
+        if (std::memcmp(have, w.bytes, w.family == AF_INET ? 4 : 16) == 0) found = true;
+      }
+    }
+    freeifaddrs(list);
+    return found;
+  });
+}
+
 }  // namespace ambient::netns

@@ -15,6 +15,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "netns/error.h"
 
@@ -43,6 +44,7 @@ class NetnsHandle {
   int fd() const noexcept { return fd_; }
   // nsfs inode: identifies the namespace (ZDS uses it to detect a replaced netns).
   std::uint64_t inode() const noexcept { return inode_; }
+  std::uint64_t dev() const noexcept { return dev_; }
   // Path or label it was opened from, for messages.
   const std::string& path() const noexcept { return path_; }
   NetnsHandle dup() const;
@@ -77,6 +79,11 @@ auto run_in(const NetnsHandle& ns, F&& fn) -> std::invoke_result_t<F&> {
     return std::move(*out);
   }
 }
+
+// Whether any interface in ns holds one of `ips` (text form, IPv4 or IPv6): the check that a
+// netns found by path or by a /proc scan is the pod's, not another pod's (a reused PID, a path
+// reused by a new sandbox). Unparsable entries never match.
+bool holds_any_address(const NetnsHandle& ns, const std::vector<std::string>& ips);
 
 // Runs fn inside a brand-new, empty netns that disappears when fn returns (used to learn how the
 // kernel lists a ruleset, and by benchmarks).

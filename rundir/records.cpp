@@ -34,7 +34,9 @@ PodRecord pod_record_from_json(const nlohmann::json& j) {
 nlohmann::json to_json(const Enrolment& s) {
   return {{"pod", to_json(s.pod)},
           {"serviceAccount", s.service_account},
-          {"redirect", config::to_json(s.redirect)}};
+          {"redirect", config::to_json(s.redirect)},
+          {"netnsDev", s.netns_dev},
+          {"netnsInode", s.netns_inode}};
 }
 
 Enrolment enrolment_from_json(const nlohmann::json& j) {
@@ -47,6 +49,12 @@ Enrolment enrolment_from_json(const nlohmann::json& j) {
   s.service_account = f::string(j, "serviceAccount");
   if (const auto red = j.find("redirect"); red != j.end() && !red->is_null()) {
     s.redirect = config::redirect_settings_from_json(*red);
+  }
+  for (auto [key, into] : {std::pair{"netnsDev", &s.netns_dev}, {"netnsInode", &s.netns_inode}}) {
+    if (const auto it = j.find(key); it != j.end() && !it->is_null()) {
+      if (!it->is_number_unsigned()) f::bad(key, "must be an unsigned integer");
+      *into = it->get<std::uint64_t>();
+    }
   }
   return s;
 }

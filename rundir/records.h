@@ -2,6 +2,7 @@
 // data. The store (store.h) reads and writes them; nothing else knows their JSON.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ struct Enrolment {
   PodRecord pod;
   std::string service_account;
   config::RedirectSettings redirect;
+  // The network namespace enrolled (nsfs device and inode), recorded at enrolment: a path that
+  // names another namespace later (a new sandbox, a reused PID) is never taken for this pod's.
+  // 0 in state written before it was recorded.
+  std::uint64_t netns_dev = 0;
+  std::uint64_t netns_inode = 0;
 };
 
 nlohmann::json to_json(const PodRecord& r);

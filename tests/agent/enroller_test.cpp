@@ -26,8 +26,10 @@ namespace fs = std::filesystem;
 
 // What is in place, as the fakes saw it, and what they are told to fail.
 struct World {
-  std::map<int, std::string> open;  // fd → netns path (the fake opener's handles)
-  std::set<std::string> rules;      // netns paths with our rules
+  std::map<int, std::string> open;     // fd → netns path (the fake opener's handles)
+  std::set<std::string> rules;         // netns paths with our rules
+  std::map<std::string, NetnsId> ids;  // the namespace a path names now (default: one per path)
+  std::set<std::string> foreign;       // paths whose namespace holds none of the pod's IPs
   std::map<std::string, std::vector<std::string>> probes;  // pod uid → IPs
   std::set<std::string> ztunnel;                           // uids ztunnel holds
   std::map<std::string, std::string> annotations;          // "ns/name" → value
@@ -47,6 +49,14 @@ class FakeNetns final : public NetnsOpener {
     auto h = std::make_shared<netns::NetnsHandle>(netns::NetnsHandle::current());
     w_.open[h->fd()] = path;
     return h;
+  }
+  NetnsId id_of(const netns::NetnsHandle& ns) override {
+    const auto& path = w_.open.at(ns.fd());
+    const auto it = w_.ids.find(path);
+    return it != w_.ids.end() ? it->second : NetnsId{1, std::hash<std::string>{}(path)};
+  }
+  bool holds_any(const netns::NetnsHandle& ns, const std::vector<std::string>&) override {
+    return !w_.foreign.contains(w_.open.at(ns.fd()));
   }
 
  private:
@@ -305,6 +315,43 @@ TEST_F(EnrollerTest, ARestoreThatCannotReapplyLeavesThePodPendingUntilARetryWork
   EXPECT_FALSE(pods_->get(e.pod.uid)->pending);
   EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
   EXPECT_TRUE(enroller_->pending().empty());
+}
+
+TEST_F(EnrollerTest, TheEnrolledNamespaceIsRecorded) {
+  ASSERT_TRUE(enroller_->enrol(pod("web")).ok);
+  const auto persisted = rundir::RunDir(dir_.string()).enrolled();
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(persisted[0].netns_dev, 1u);
+  EXPECT_EQ(persisted[0].netns_inode, std::hash<std::string>{}("/var/run/netns/web"));
+}
+
+// After a restart the persisted path names another namespace (the sandbox was replaced, or a
+// /proc/PID path now belongs to another process): nothing in it is this pod's to touch.
+TEST_F(EnrollerTest, RestoreOfAPathThatNamesAnotherNamespaceTouchesNothing) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  const auto persisted = rundir::RunDir(dir_.string()).enrolled().at(0);
+  w_.rules.clear();                        // the new namespace at that path has none of ours
+  w_.ids[e.pod.netns] = NetnsId{1, 4242};  // and is another namespace
+  PodTable fresh(rundir::RunDir(dir_.string()));
+  Enroller again({fresh, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_});
+  EXPECT_FALSE(again.restore(persisted));
+  EXPECT_FALSE(w_.rules.contains(e.pod.netns)) << "another pod's netns got this pod's rules";
+  EXPECT_FALSE(fresh.get(e.pod.uid).has_value());
+  EXPECT_FALSE(w_.ztunnel.contains(e.pod.uid));
+  EXPECT_NE(metrics_.render().find(R"(ambient_cni_degraded_total{what="netns_replaced"} 1)"),
+            std::string::npos);
+}
+
+TEST_F(EnrollerTest, ANetnsTheAgentFoundIsUsedOnlyWhenItHoldsThePodsIps) {
+  const auto e = pod("web");
+  w_.foreign = {e.pod.netns};
+  const auto out = enroller_->enrol(e, Enroller::Source::kFound);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.msg.find("is not its own"), std::string::npos) << out.msg;
+  expect_nothing_left(e);
+  // The runtime's own ADD names the sandbox itself: authoritative.
+  EXPECT_TRUE(enroller_->enrol(e, Enroller::Source::kAdd).ok);
 }
 
 TEST_F(EnrollerTest, DriftRepairLeavesAPodReleasedMeanwhileAlone) {

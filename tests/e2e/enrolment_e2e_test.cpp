@@ -419,6 +419,27 @@ TEST_F(Enrolment, StatusIsNotAvailableUntilTheAgentIsReady) {
   EXPECT_EQ(json::parse(x.out)["code"], 50);
 }
 
+// The persisted path names another namespace after a restart (the sandbox was replaced): the
+// new namespace gets none of the old pod's rules, and the old enrolment is forgotten (Istio
+// #61211, #61182).
+TEST_F(Enrolment, ARestartNeverProgramsANamespaceThatReplacedTheEnrolledOne) {
+  start_agent();
+  ASSERT_EQ(cni("ADD", a_).exit_code, 0);
+  ASSERT_EQ(rules(a_), netns::RedirectStatus::Current);
+  env_->stop_agent();
+  const std::string name = fs::path(a_.netns).filename();
+  testbed::must("ip netns del " + name);
+  testbed::must("ip netns add " + name);  // same path, another namespace
+  testbed::must("ip -n " + name + " link set lo up");
+  start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  EXPECT_EQ(rules(a_), netns::RedirectStatus::Absent) << "the new namespace got the old rules";
+  EXPECT_FALSE(env_->agent().pods().get(a_.uid).has_value());
+  EXPECT_NE(env_->agent().metrics().render().find(
+                R"(ambient_cni_degraded_total{what="netns_replaced"} 1)"),
+            std::string::npos);
+}
+
 // A state file torn by a crash (or written by something else) is reported and skipped; every
 // other enrolled pod is restored.
 TEST_F(Enrolment, RestartReportsTornStateAndRestoresTheRest) {

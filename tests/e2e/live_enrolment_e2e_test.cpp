@@ -68,6 +68,11 @@ class LiveEnrolment : public ::testing::Test {
           "10.198." + std::to_string(n / 250) + "." + std::to_string(n % 250 + 1),
           "",
           "c-" + name};
+    // The pod's IP on an interface of its own netns, as its sandbox would have it: the agent
+    // takes a netns it found itself only when it holds one of the pod's IPs.
+    testbed::must("ip -n " + netns_name + " link add eth0 type veth peer name eth0p");
+    testbed::must("ip -n " + netns_name + " addr add " + p.ip4 + "/32 dev eth0");
+    testbed::must("ip -n " + netns_name + " link set eth0 up");
     env_->api().put(e2e::pod_object(p, std::move(labels), /*running=*/true));
     if (add) {
       const auto x = env_->cni("ADD", p);
