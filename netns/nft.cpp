@@ -38,6 +38,7 @@ RunResult try_run(std::string_view commands, Output output) {
   CtxPtr ctx(nft_ctx_new(NFT_CTX_DEFAULT));
   if (!ctx) throw NetnsError(ErrorKind::Nftables, "nft_ctx_new failed");
   if (output == Output::Json) nft_ctx_output_set_flags(ctx.get(), NFT_CTX_OUTPUT_JSON);
+  if (output == Output::Stateless) nft_ctx_output_set_flags(ctx.get(), NFT_CTX_OUTPUT_STATELESS);
   if (nft_ctx_buffer_output(ctx.get()) != 0 || nft_ctx_buffer_error(ctx.get()) != 0) {
     throw NetnsError(ErrorKind::Nftables, "cannot buffer libnftables output");
   }

@@ -12,7 +12,9 @@ struct RunResult {
   std::string error;   // libnftables' own error text (nft_ctx_buffer_error)
 };
 
-enum class Output { Text, Json };
+// Stateless: listings without counter values or set elements' timeouts (what a ruleset *is*, not
+// what it has seen), for comparing one netns's tables with another's.
+enum class Output { Text, Json, Stateless };
 
 // Runs a command buffer in the calling thread's netns as one libnftables invocation (all
 // commands of a buffer go to the kernel as one batch, i.e. one transaction).

@@ -76,6 +76,10 @@ std::vector<Family> families_of(const RedirectOptions& o) {
   return out;
 }
 
+// Rule text follows Istio's (cni/pkg/nftables, ambient-contract.md §4) match for match, so the
+// kernel holds the same ruleset for the same options: a counter on every rule (what an operator
+// reads with `nft list table`), matches in Istio's order. tests/e2e checks this against Istio's
+// own goldens applied with nft -f.
 std::string render_nat(const RedirectOptions& o) {
   std::string out;
   TableWriter t(out, c::kNatTable);
@@ -85,40 +89,40 @@ std::string render_nat(const RedirectOptions& o) {
       fmt::format("meta mark & {:#x} != {:#x}", c::kMarkMask, c::kZtunnelMark);
 
   for (const auto& ifname : o.reroute_interfaces) {
-    t.prerouting(
-        fmt::format("iifname \"{}\" meta l4proto tcp redirect to :{}", ifname, c::kOutboundPort));
-    t.prerouting(fmt::format("iifname \"{}\" meta l4proto tcp return", ifname));
+    t.prerouting(fmt::format("iifname \"{}\" meta l4proto tcp counter redirect to :{}", ifname,
+                             c::kOutboundPort));
+    t.prerouting(fmt::format("iifname \"{}\" meta l4proto tcp counter return", ifname));
   }
   if (!o.bypass_inbound_capture) {
     for (const auto& f : fams) {
-      t.prerouting(fmt::format("meta l4proto tcp {} saddr {} accept", f.ip, f.probe));
+      t.prerouting(fmt::format("meta l4proto tcp {} saddr {} counter accept", f.ip, f.probe));
     }
     for (const auto& f : fams) {
-      t.prerouting(fmt::format("meta l4proto tcp {} daddr != {} tcp dport != {} {} redirect to :{}",
-                               f.ip, f.loopback, c::kInboundHbonePort, not_ztunnel,
+      t.prerouting(fmt::format("{} daddr != {} tcp dport != {} {} counter redirect to :{}", f.ip,
+                               f.loopback, c::kInboundHbonePort, not_ztunnel,
                                c::kInboundPlaintextPort));
     }
   }
 
   for (const auto& f : fams) {
-    t.output(fmt::format("meta l4proto tcp {} daddr {} accept", f.ip, f.probe));
+    t.output(fmt::format("meta l4proto tcp {} daddr {} counter accept", f.ip, f.probe));
   }
   if (o.dns_capture) {
-    t.output(fmt::format("oifname != \"lo\" udp dport 53 {} redirect to :{}", not_ztunnel,
+    t.output(fmt::format("oifname != \"lo\" {} udp dport 53 counter redirect to :{}", not_ztunnel,
                          c::kDnsProxyPort));
     for (const auto& f : fams) {
-      t.output(fmt::format("meta l4proto tcp {} daddr != {} tcp dport 53 {} redirect to :{}", f.ip,
+      t.output(fmt::format("{} daddr != {} tcp dport 53 {} counter redirect to :{}", f.ip,
                            f.loopback, not_ztunnel, c::kDnsProxyPort));
     }
   }
-  t.output(fmt::format("meta l4proto tcp meta mark & {:#x} == {:#x} accept", c::kMarkMask,
+  t.output(fmt::format("meta l4proto tcp meta mark & {:#x} == {:#x} counter accept", c::kMarkMask,
                        c::kConnMark));
   for (const auto& f : fams) {
-    t.output(fmt::format("oifname \"lo\" {} daddr != {} accept", f.ip, f.loopback));
+    t.output(fmt::format("oifname \"lo\" {} daddr != {} counter accept", f.ip, f.loopback));
   }
   for (const auto& f : fams) {
-    t.output(fmt::format("meta l4proto tcp {} daddr != {} {} redirect to :{}", f.ip, f.loopback,
-                         not_ztunnel, c::kOutboundPort));
+    t.output(fmt::format("meta l4proto tcp {} daddr != {} {} counter redirect to :{}", f.ip,
+                         f.loopback, not_ztunnel, c::kOutboundPort));
   }
   return out;
 }
@@ -131,10 +135,10 @@ std::string render_mangle() {
   // spoofed leg to the app needs this connmark so the app's replies route back to ztunnel
   // (ambient-contract.md §4; Istio's ingress goldens keep it, istio#58577). Keep the connmark
   // bits outside our mask: other agents may use them.
-  t.prerouting(fmt::format("meta mark & {:#x} == {:#x} ct mark set ct mark & {:#x} | {:#x}",
+  t.prerouting(fmt::format("meta mark & {:#x} == {:#x} counter ct mark set ct mark & {:#x} | {:#x}",
                            c::kMarkMask, c::kZtunnelMark, ~c::kMarkMask, c::kConnMark));
-  t.output(
-      fmt::format("ct mark & {:#x} == {:#x} meta mark set ct mark", c::kMarkMask, c::kConnMark));
+  t.output(fmt::format("ct mark & {:#x} == {:#x} counter meta mark set ct mark", c::kMarkMask,
+                       c::kConnMark));
   return out;
 }
 
@@ -142,10 +146,10 @@ std::string render_raw() {
   std::string out;
   TableWriter t(out, c::kRawTable);
   t.begin("filter", -300, "filter", -300);
-  t.output(fmt::format("udp dport 53 meta mark & {:#x} == {:#x} ct zone set 1", c::kMarkMask,
-                       c::kZtunnelMark));
-  t.prerouting(fmt::format("udp sport 53 meta mark & {:#x} != {:#x} ct zone set 1", c::kMarkMask,
-                           c::kZtunnelMark));
+  t.output(fmt::format("udp dport 53 meta mark & {:#x} == {:#x} counter ct zone set 1",
+                       c::kMarkMask, c::kZtunnelMark));
+  t.prerouting(fmt::format("udp sport 53 meta mark & {:#x} != {:#x} counter ct zone set 1",
+                           c::kMarkMask, c::kZtunnelMark));
   return out;
 }
 
@@ -179,8 +183,10 @@ std::set<std::string> our_tables_here() {
   return present;
 }
 
+// Stateless: the counters on every rule change with traffic, the ruleset does not.
 std::string list_table_here(std::string_view table) {
-  return nft::run(fmt::format("list table inet {}", table), fmt::format("list table {}", table));
+  return nft::run(fmt::format("list table inet {}", table), fmt::format("list table {}", table),
+                  nft::Output::Stateless);
 }
 
 // How the kernel lists each table of a plan, learnt once per distinct ruleset by applying it in a

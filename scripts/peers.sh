@@ -3,7 +3,9 @@
 # clone keyed by version, and reuses them when present. Nothing built here is ever committed.
 #
 #   scripts/peers.sh ztunnel          build (or reuse) Istio's ztunnel; prints the binary's path last
-#   scripts/peers.sh path ztunnel     print the cached binary's path, or fail if it is not built
+#   scripts/peers.sh istio            fetch (or reuse) Istio's source (the istio.io/istio Go module);
+#                                     prints its folder last
+#   scripts/peers.sh path ztunnel|istio  print the cached path, or fail if it is not there
 #
 # Cache: $AMBIENT_PEERS_CACHE (default /var/cache/ambient-cni/peers)/<name>-<version>/.
 # Sources: shared/peers beside the clone (or $AMBIENT_PEERS_SRC) for ztunnel; registries for the rest.
@@ -30,12 +32,17 @@ find_source() {  # file name → path of the first candidate folder holding it
 }
 
 ZTUNNEL_VERSION=1.31.0-rc.0
+# istio.io/istio as the Go module proxy serves it (master, 2026-08-27), and the sha256 of that
+# module zip: the tests read its testdata (nftables goldens), the benchmark builds its CNI.
+ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
+ISTIO_ZIP_SHA256=2bc363619587a8b126791013a97f4c6fefbacbf475fba98a72d79601d7403225
 
 say() { echo "==> peers: $*" >&2; }
 die() { echo "peers: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing ($2)"; }
 
 ztunnel_dir() { echo "$cache/ztunnel-$ZTUNNEL_VERSION"; }
+istio_dir() { echo "$cache/istio-$ISTIO_VERSION"; }
 
 # Cargo.toml names an optional git dependency (boring-rustls-provider, for the tls-boring
 # feature only) and Cargo.lock lists its git packages; git hosts cannot be reached. The copy
@@ -126,13 +133,58 @@ build_ztunnel() {
   echo "$bin"
 }
 
+# The module zip from the Go module proxy ($GOPROXY's first entry, else proxy.golang.org), checked
+# against the pinned sha256 and unpacked read-only into $(istio_dir)/src. Only read by tests;
+# nothing of it is copied into the clone.
+fetch_istio() {
+  local dir src zip proxy
+  dir="$(istio_dir)"
+  src="$dir/src"
+  if [[ -f "$dir/FETCH-INFO" && -d "$src/cni" ]]; then
+    say "istio $ISTIO_VERSION cached at $src"
+    echo "$src"
+    return 0
+  fi
+  need curl "Debian package curl"
+  need python3 "Debian package python3"
+  proxy="${GOPROXY:-https://proxy.golang.org}"
+  proxy="${proxy%%,*}"
+  [[ $proxy == direct || $proxy == off ]] && proxy=https://proxy.golang.org
+  mkdir -p "$dir"
+  rm -rf "$src" "$dir/module.zip"
+  zip="$dir/module.zip"
+  say "istio $ISTIO_VERSION: downloading $proxy/istio.io/istio/@v/$ISTIO_VERSION.zip"
+  curl -fsSL --retry 3 -o "$zip" "$proxy/istio.io/istio/@v/$ISTIO_VERSION.zip" ||
+    die "istio: cannot download the module zip from $proxy"
+  local got
+  got=$(sha256sum "$zip" | awk '{print $1}')
+  [[ $got == "$ISTIO_ZIP_SHA256" ]] || { rm -f "$zip"; die "istio: module zip sha256 $got, expected $ISTIO_ZIP_SHA256"; }
+  # Module zips hold one folder, istio.io/istio@<version>/.
+  mkdir -p "$dir/unpack"
+  python3 -m zipfile -e "$zip" "$dir/unpack"
+  mv "$dir/unpack/istio.io/istio@$ISTIO_VERSION" "$src"
+  rm -rf "$dir/unpack" "$zip"
+  chmod -R a-w "$src"
+  {
+    echo "name: istio"
+    echo "module: istio.io/istio@$ISTIO_VERSION"
+    echo "source: $proxy zip sha256 $ISTIO_ZIP_SHA256"
+    echo "fetched: $(date -u +%FT%TZ)"
+  } >"$dir/FETCH-INFO"
+  say "istio $ISTIO_VERSION unpacked at $src"
+  echo "$src"
+}
+
 case "${1:-}" in
   ztunnel) build_ztunnel ;;
+  istio) fetch_istio ;;
   path)
     case "${2:-}" in
       ztunnel) [[ -x "$(ztunnel_dir)/bin/ztunnel" ]] || die "ztunnel is not built: run scripts/peers.sh ztunnel"
                echo "$(ztunnel_dir)/bin/ztunnel" ;;
-      *) die "usage: scripts/peers.sh path ztunnel" ;;
+      istio) [[ -f "$(istio_dir)/FETCH-INFO" ]] || die "istio is not fetched: run scripts/peers.sh istio"
+             echo "$(istio_dir)/src" ;;
+      *) die "usage: scripts/peers.sh path ztunnel|istio" ;;
     esac ;;
-  *) echo "usage: scripts/peers.sh ztunnel | path ztunnel" >&2; exit 2 ;;
+  *) echo "usage: scripts/peers.sh ztunnel | istio | path ztunnel|istio" >&2; exit 2 ;;
 esac

@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then echo "run as root: the netns and e2e layers create network namespaces" >&2; exit 2; fi
 scripts/deps.sh
 scripts/check-format.sh
-# Real peers the e2e layer runs against (built once into the peers cache, reused after).
+# Real peers the tests run against (built or fetched once into the peers cache, reused after):
+# Istio's ztunnel (e2e) and Istio's source, whose nftables goldens the netns layer compares with.
 echo "==> peers"
 scripts/peers.sh ztunnel >/dev/null
+scripts/peers.sh istio >/dev/null
 
 echo "==> release build"
 scripts/build.sh release
