@@ -33,7 +33,9 @@ struct IstioCase {
   std::string golden;  // file name without .golden
   RedirectOptions options;
 };
-void PrintTo(const IstioCase& c, std::ostream* os) { *os << c.golden; }
+void PrintTo(const IstioCase& c, std::ostream* os) {
+  *os << c.golden;
+}
 
 // Istio's GetCommonInPodTestCases (cni/pkg/nftables/common_test.go) in our options: each case
 // with EnableIPv6 off ("<name>") and on ("<name>_ipv6", which is dual-stack). RedirectDNS is off
