@@ -55,7 +55,9 @@ fs::path Installer::kubeconfig_path() const {
 }
 
 std::string Installer::wanted_kubeconfig() const {
-  return render_plugin_kubeconfig(read_service_account(options_.service_account_dir));
+  auto credentials = read_service_account(options_.service_account_dir);
+  if (options_.plugin_token) credentials.token = options_.plugin_token();
+  return render_plugin_kubeconfig(credentials);
 }
 
 bool Installer::binary_in_place() const {

@@ -17,6 +17,7 @@
 #include "config/node_config.h"
 #include "install/conflist.h"
 #include "install/plugin_kubeconfig.h"
+#include "install/plugin_token.h"
 
 namespace ambient::install {
 
@@ -24,7 +25,10 @@ struct InstallerOptions {
   std::filesystem::path cni_bin_dir = "/opt/cni/bin";
   std::filesystem::path cni_conf_dir = "/etc/cni/net.d";
   std::filesystem::path plugin_source;  // the ambient-cni binary to install
-  std::filesystem::path service_account_dir = kDefaultServiceAccountDir;
+  std::filesystem::path service_account_dir = kDefaultServiceAccountDir;  // server, CA (and token)
+  // The plugin's token (a TokenRequester of the plugin's own service account); empty: the node
+  // component's own token from service_account_dir, with the node's RBAC (warned about).
+  PluginTokenSource plugin_token;
   Mode mode = Mode::kChained;
   std::string owned_name{kDefaultOwnedName};
   config::NodeConfig node;  // renders our conflist entry; run_dir and kubeconfig path

@@ -708,6 +708,11 @@ nlohmann::json Client::patch(std::string_view path, const nlohmann::json& body,
   return impl_->request("PATCH", path, &text, content_type);
 }
 
+nlohmann::json Client::create(std::string_view path, const nlohmann::json& body) {
+  const std::string text = body.dump();
+  return impl_->request("POST", path, &text, "application/json");
+}
+
 nlohmann::json Client::list(std::string_view path) {
   nlohmann::json result = impl_->request("GET", path, nullptr, {});
   if (!result.contains("items") || !result["items"].is_array()) {

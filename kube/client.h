@@ -89,6 +89,11 @@ class Client {
   nlohmann::json patch(std::string_view path, const nlohmann::json& body,
                        std::string_view content_type);
 
+  // POST of a JSON object (application/json): the created object, or for subresources such as
+  // serviceaccounts/{name}/token the answer object. Retried like GET: only for requests that are
+  // safe to repeat (a second TokenRequest mints a second token, which is harmless).
+  nlohmann::json create(std::string_view path, const nlohmann::json& body);
+
   // GET of a collection (/api/v1/pods?fieldSelector=…): the List object, checked to have an
   // `items` array (else kBadResponse); metadata.resourceVersion is where a watch resumes.
   nlohmann::json list(std::string_view path);

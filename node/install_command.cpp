@@ -15,6 +15,8 @@ namespace {
 struct InstallCmd {
   HostFlags host;
   NodeFlags node;
+  PluginTokenFlags token;
+  std::string kubeconfig;  // the node component's own API access (empty: in-cluster)
   std::string run_dir{contract::kDefaultRunDir};
   std::string log_level = "info";
   int wait_seconds = 0;
@@ -23,7 +25,8 @@ struct InstallCmd {
 int run_install(const InstallCmd& c) {
   auto log = make_logger("install", c.log_level);
   try {
-    install::Installer installer(installer_options(c.host, node_config(c.node, c.run_dir)), log);
+    install::Installer installer(
+        installer_options(c.host, node_config(c.node, c.run_dir), c.token, c.kubeconfig, log), log);
     auto r = installer.reconcile();
     if (r.installed) return 0;
     if (!r.error.empty()) return 1;
@@ -60,6 +63,11 @@ void add_install_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("install", "Install the plugin on this node and exit");
   add_host_options(cmd, c->host);
   add_node_config_options(cmd, c->node);
+  add_plugin_token_options(cmd, c->token);
+  cmd->add_option(
+         "--kubeconfig", c->kubeconfig,
+         "this component's API access, to request the plugin's token (default: in-cluster)")
+      ->envname("AMBIENT_KUBECONFIG");
   add_run_dir_option(cmd, c->run_dir);
   add_log_level_option(cmd, c->log_level);
   cmd->add_option("--wait-timeout", c->wait_seconds,

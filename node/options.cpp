@@ -52,6 +52,22 @@ void add_host_options(CLI::App* cmd, HostFlags& h) {
       ->capture_default_str();
 }
 
+void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t) {
+  cmd->add_option("--plugin-service-account", t.service_account,
+                  "service account whose token the plugin's kubeconfig carries (requested with "
+                  "TokenRequest; RBAC: get pods, namespaces); empty: this component's own token")
+      ->envname("AMBIENT_PLUGIN_SERVICE_ACCOUNT");
+  cmd->add_option("--plugin-token-seconds", t.lifetime_seconds,
+                  "lifetime asked for the plugin's token (renewed at 80%; at least 600)")
+      ->envname("AMBIENT_PLUGIN_TOKEN_SECONDS")
+      ->check(CLI::Range(600, 86400 * 365))
+      ->capture_default_str();
+  cmd->add_option("--pod-name", t.pod_name, "this pod's name (the plugin's token is bound to it)")
+      ->envname("POD_NAME");
+  cmd->add_option("--pod-uid", t.pod_uid, "this pod's uid (the plugin's token is bound to it)")
+      ->envname("POD_UID");
+}
+
 void add_node_config_options(CLI::App* cmd, NodeFlags& n) {
   cmd->add_option("--exclude-namespaces", n.exclude_namespaces,
                   "comma-separated namespaces never touched")
@@ -122,8 +138,35 @@ config::NodeConfig node_config(const NodeFlags& f, const std::string& run_dir) {
   return c;
 }
 
-install::InstallerOptions installer_options(const HostFlags& h, config::NodeConfig node) {
+install::InstallerOptions installer_options(const HostFlags& h, config::NodeConfig node,
+                                            const PluginTokenFlags& token,
+                                            const std::string& kubeconfig,
+                                            std::shared_ptr<spdlog::logger> log,
+                                            std::function<void(const std::string&)> degraded) {
   install::InstallerOptions o;
+  if (!token.service_account.empty()) {
+    install::TokenRequestOptions t;
+    t.namespace_name = node.pod_namespace;
+    t.service_account = token.service_account;
+    t.lifetime = std::chrono::seconds(token.lifetime_seconds);
+    t.bound_pod_name = token.pod_name;
+    t.bound_pod_uid = token.pod_uid;
+    t.degraded = std::move(degraded);
+    if (!log) log = spdlog::default_logger();
+    auto requester = std::make_shared<install::TokenRequester>(
+        t,
+        [kubeconfig, sa_dir = h.service_account_dir] {
+          return kube::Client(node_kubeconfig(kubeconfig, sa_dir),
+                              kube::ClientOptions{.user_agent = "ambient-cni-node"});
+        },
+        log);
+    o.plugin_token = [requester] { return requester->token(); };
+  } else if (log) {
+    log->warn(
+        "the plugin's kubeconfig carries this component's own service-account token, with its "
+        "rights (pods/status patch); set --plugin-service-account (AMBIENT_PLUGIN_SERVICE_ACCOUNT) "
+        "to give the plugin a token that can only get pods and namespaces");
+  }
   o.cni_bin_dir = h.cni_bin_dir;
   o.cni_conf_dir = h.cni_conf_dir;
   o.plugin_source = h.plugin_binary.empty() ? default_plugin_binary() : h.plugin_binary;

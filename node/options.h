@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -49,7 +50,16 @@ struct HostFlags {
   std::string owned_name{install::kDefaultOwnedName};
 };
 
+// The plugin's own credentials (install/plugin_token.h): a TokenRequest for its service account.
+struct PluginTokenFlags {
+  std::string service_account;  // empty: the plugin gets the node component's token (warned)
+  int lifetime_seconds = 3600;
+  std::string pod_name;  // our pod (downward API): the token is bound to it
+  std::string pod_uid;
+};
+
 void add_host_options(CLI::App* cmd, HostFlags& h);
+void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t);
 void add_node_config_options(CLI::App* cmd, NodeFlags& n);
 void add_run_dir_option(CLI::App* cmd, std::string& run_dir);
 void add_log_level_option(CLI::App* cmd, std::string& level);
@@ -57,7 +67,13 @@ void add_log_level_option(CLI::App* cmd, std::string& level);
 void add_agent_options(CLI::App* cmd, agent::AgentOptions& options, std::string& log_level);
 
 config::NodeConfig node_config(const NodeFlags& f, const std::string& run_dir);
-install::InstallerOptions installer_options(const HostFlags& h, config::NodeConfig node);
+// `kubeconfig`: the node component's own API access (empty: in-cluster), which requests the
+// plugin's token; `token` empty or without a service account: the node's own token (warned).
+install::InstallerOptions installer_options(const HostFlags& h, config::NodeConfig node,
+                                            const PluginTokenFlags& token = {},
+                                            const std::string& kubeconfig = "",
+                                            std::shared_ptr<spdlog::logger> log = nullptr,
+                                            std::function<void(const std::string&)> degraded = {});
 
 // A stderr logger named `name` (stdout belongs to command output), made the default too.
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name, const std::string& level);

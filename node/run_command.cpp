@@ -26,6 +26,7 @@ using namespace std::chrono_literals;
 struct RunCmd {
   HostFlags host;
   NodeFlags node;
+  PluginTokenFlags token;
   std::string host_proc_dir = "/proc";
   agent::AgentOptions agent;
   std::string log_level = "info";
@@ -51,7 +52,12 @@ int run_run(RunCmd& c, bool plugin_config_given) {
     // Built once: the watcher counts reverts of our installation into the agent's /metrics.
     c.agent.metrics = std::make_shared<agent::Metrics>();
 
-    install::Installer installer(installer_options(c.host, node), log);
+    install::Installer installer(
+        installer_options(c.host, node, c.token, c.agent.kubeconfig, log,
+                          [metrics = c.agent.metrics](const std::string& what) {
+                            metrics->count_degraded(what);
+                          }),
+        log);
     check_netns_dir(c.host.netns_dir, *log);
     install::Watcher watcher(installer, c.watcher, log,
                              [metrics = c.agent.metrics](std::string_view what) {
@@ -111,6 +117,7 @@ void add_run_command(CLI::App& app) {
       "run", "Install, keep installed, and run the agent (the DaemonSet's entry point)");
   add_host_options(cmd, c->host);
   add_node_config_options(cmd, c->node);
+  add_plugin_token_options(cmd, c->token);
   add_agent_options(cmd, c->agent, c->log_level);
   cmd->add_option("--host-proc-dir", c->host_proc_dir,
                   "the host's /proc (the agent finds running pods' netns there)")

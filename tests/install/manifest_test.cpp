@@ -231,7 +231,7 @@ std::string word_at(const std::string& s, std::size_t pos) {
 }
 
 // The API paths the code builds, line by line (no std::regex: GCC 12 under ASan warns in it):
-// "/api/v1/<resource>" literals, "/pods/" + name + "/status", and
+// "/api/v1/<resource>" literals, "/pods/" + name + "/status", ".../serviceaccounts/{}/token" and
 // "/apis/<group>/v1/namespaces/" + ns + "/<resource>/".
 std::set<std::string> resources_the_code_calls() {
   std::set<std::string> out;
@@ -246,6 +246,10 @@ std::set<std::string> resources_the_code_calls() {
           const auto resource = word_at(line, at + 9);
           if (!resource.empty() && line[at + 9 + resource.size()] == '"')
             out.insert("/" + resource);
+        }
+        if (line.find("/serviceaccounts/") != std::string::npos &&
+            line.find("/token\"") != std::string::npos) {
+          out.insert("/serviceaccounts/token");
         }
         const auto pods = line.find("\"/pods/\"");
         if (pods != std::string::npos && line.find("\"/status\"", pods) != std::string::npos) {
@@ -265,44 +269,80 @@ std::set<std::string> resources_the_code_calls() {
   return out;
 }
 
+// Service account → what its roles grant, through the bindings that name it.
+std::map<std::string, std::set<Grant>> grants_by_subject(const Rendered& r,
+                                                         const std::string& skip_role) {
+  std::map<std::string, std::set<Grant>> out;
+  for (const auto& [binding_kind, role_kind] :
+       {std::pair{"ClusterRoleBinding", "ClusterRole"}, std::pair{"RoleBinding", "Role"}}) {
+    for (const auto& b : r.of(binding_kind)) {
+      const std::string role_name = b["roleRef"]["name"];
+      if (role_name == skip_role) continue;
+      std::vector<json> roles;
+      for (const auto& role : r.of(role_kind)) {
+        if (role["metadata"]["name"] == role_name) roles.push_back(role);
+      }
+      EXPECT_EQ(roles.size(), 1u) << binding_kind << " " << b["metadata"]["name"]
+                                  << " refers to a missing " << role_kind << " " << role_name;
+      for (const auto& s : b["subjects"]) {
+        EXPECT_EQ(s["kind"], "ServiceAccount");
+        EXPECT_EQ(s["namespace"], "istio-system");
+        out[s["name"].get<std::string>()].merge(grants(roles));
+      }
+    }
+  }
+  return out;
+}
+
 TEST_P(Manifests, RbacGrantsWhatTheCodeCallsAndNothingMore) {
   const auto r = render(GetParam().dir);
-  std::vector<json> roles;
   std::vector<json> scc_roles;
   for (const auto* kind : {"ClusterRole", "Role"}) {
     for (const auto& role : r.of(kind)) {
-      (role["metadata"]["name"] == "ambient-cni-node-scc" ? scc_roles : roles).push_back(role);
+      if (role["metadata"]["name"] == "ambient-cni-node-scc") scc_roles.push_back(role);
     }
   }
-  const std::set<Grant> expected = {
-      {"", "pods", "get", ""},          {"", "pods", "list", ""},
-      {"", "pods", "watch", ""},        {"", "namespaces", "get", ""},
-      {"", "namespaces", "list", ""},   {"", "namespaces", "watch", ""},
-      {"", "pods/status", "patch", ""}, {"apps", "daemonsets", "get", "ambient-cni-node"},
+  // The node agent: informers, the status annotation, the upgrade check, the plugin's token.
+  const std::set<Grant> agent = {
+      {"", "pods", "get", ""},
+      {"", "pods", "list", ""},
+      {"", "pods", "watch", ""},
+      {"", "namespaces", "get", ""},
+      {"", "namespaces", "list", ""},
+      {"", "namespaces", "watch", ""},
+      {"", "pods/status", "patch", ""},
+      {"apps", "daemonsets", "get", "ambient-cni-node"},
+      {"", "serviceaccounts/token", "create", "ambient-cni-plugin"},
   };
-  EXPECT_EQ(grants(roles), expected);
+  // The plugin (its kubeconfig's token): the two lookups at ADD, nothing else.
+  const std::set<Grant> plugin = {{"", "pods", "get", ""}, {"", "namespaces", "get", ""}};
+  EXPECT_EQ(grants_by_subject(r, "ambient-cni-node-scc"),
+            (std::map<std::string, std::set<Grant>>{{"ambient-cni-node", agent},
+                                                    {"ambient-cni-plugin", plugin}}));
+  EXPECT_EQ(r.one("ConfigMap")["data"]["AMBIENT_PLUGIN_SERVICE_ACCOUNT"], "ambient-cni-plugin");
 
   // Both directions against the source: every resource granted is called, every one called is
   // granted.
   const auto called = resources_the_code_calls();
-  EXPECT_EQ(called,
-            (std::set<std::string>{"/pods", "/namespaces", "/pods/status", "apps/daemonsets"}));
+  EXPECT_EQ(called, (std::set<std::string>{"/pods", "/namespaces", "/pods/status",
+                                           "apps/daemonsets", "/serviceaccounts/token"}));
   // Verbs: lists and watches go through the informers; the patch is the status annotation.
   EXPECT_NE(testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "agent/informer.cpp").find("watch=1"),
             std::string::npos);
   EXPECT_NE(
       testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "agent/kube_access.cpp").find(".patch("),
       std::string::npos);
-
-  // Who gets them: our service account only.
-  for (const auto* kind : {"ClusterRoleBinding", "RoleBinding"}) {
-    for (const auto& b : r.of(kind)) {
-      EXPECT_EQ(b["subjects"], json::array({{{"kind", "ServiceAccount"},
-                                             {"name", "ambient-cni-node"},
-                                             {"namespace", "istio-system"}}}))
-          << b["metadata"]["name"];
+  // The plugin only gets: no list, watch, patch or create anywhere in its sources.
+  for (const auto& f : fs::directory_iterator(fs::path(AMBIENT_SOURCE_DIR) / "plugin")) {
+    const auto text = testing::read_file(f.path());
+    for (const char* call : {".list(", ".watch(", "watch=", ".patch(", ".create("}) {
+      EXPECT_EQ(text.find(call), std::string::npos) << f.path() << " calls " << call;
     }
   }
+  EXPECT_NE(testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "plugin/pod_metadata.cpp")
+                .find("client.get(ns_path + \"/pods/\""),
+            std::string::npos);
+
   if (GetParam().dir == "overlays/openshift") {
     // The platform's requirement, not the code's: `use` of our own SCC, nothing else.
     EXPECT_EQ(grants(scc_roles),

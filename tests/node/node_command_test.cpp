@@ -477,5 +477,101 @@ TEST_F(RunRemoval, UninstallReleasesThePodsAnEarlierAgentLeft) {
       << u.err;
 }
 
+// The plugin's kubeconfig carries a token of its own service account (TokenRequest, bound to our
+// pod), whose RBAC is get pods and namespaces: not the node component's token, which may patch
+// pods/status and mint tokens (issue 11, item 15).
+class PluginCredentials : public RunRemoval {
+ protected:
+  static constexpr const char* kPluginUser =
+      "system:serviceaccount:istio-system:ambient-cni-plugin";
+
+  // 403 from the API for what fn does, or a description of what happened instead.
+  template <typename Fn>
+  static std::string refusal(Fn&& fn) {
+    try {
+      fn();
+      return "allowed";
+    } catch (const kube::ApiError& e) {
+      return e.http_status() == 403 ? "403" : std::to_string(e.http_status()) + " " + e.what();
+    }
+  }
+};
+
+TEST_F(PluginCredentials, ThePluginsTokenIsItsOwnAndCanOnlyGetPodsAndNamespaces) {
+  api_.add_service_account("istio-system", "ambient-cni-plugin");
+  api_.grant(kPluginUser, {"get"}, {"pods", "namespaces"});  // ClusterRole ambient-cni-plugin
+  put_pod("istio-system", "ambient-cni-node-x1", "uid-node-pod");
+  api_.put({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "legacy"}}}});
+  put_pod("legacy", "old", "uid-old");
+  spit(dirs_.conf / "10-k8s.conflist", kBridge);
+
+  const auto x = node({"install"}, {"AMBIENT_PLUGIN_SERVICE_ACCOUNT=ambient-cni-plugin",
+                                    "POD_NAME=ambient-cni-node-x1", "POD_UID=uid-node-pod"});
+  ASSERT_EQ(x.exit_code, 0) << x.err;
+  const auto issued = api_.issued_tokens();
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_EQ(issued[0].user, kPluginUser);
+  EXPECT_EQ(issued[0].expiration_seconds, 3600);
+  EXPECT_EQ(issued[0].bound_pod_name, "ambient-cni-node-x1");
+  EXPECT_EQ(issued[0].bound_pod_uid, "uid-node-pod");
+  EXPECT_EQ(x.err.find(issued[0].token), std::string::npos) << "the token was logged";
+
+  const auto kubeconfig = kube::load_kubeconfig(dirs_.run / "kubeconfig");
+  EXPECT_EQ(kubeconfig.token, issued[0].token);
+  EXPECT_NE(kubeconfig.token, api_.token());  // not the node component's own
+  kube::Client client(kubeconfig, {});
+  EXPECT_EQ(client.get("/api/v1/namespaces/legacy/pods/old")["metadata"]["uid"], "uid-old");
+  EXPECT_EQ(client.get("/api/v1/namespaces/legacy")["metadata"]["name"], "legacy");
+  EXPECT_EQ(refusal([&] {
+              client.patch(
+                  "/api/v1/namespaces/legacy/pods/old/status",
+                  {{"metadata", {{"annotations", {{"ambient.istio.io/redirection", "enabled"}}}}}},
+                  "application/merge-patch+json");
+            }),
+            "403");
+  EXPECT_EQ(refusal([&] { client.list("/api/v1/pods"); }), "403");
+  EXPECT_EQ(refusal([&] {
+              client.create(
+                  "/api/v1/namespaces/istio-system/serviceaccounts/ambient-cni-plugin/token",
+                  {{"apiVersion", "authentication.k8s.io/v1"},
+                   {"kind", "TokenRequest"},
+                   {"spec", json::object()}});
+            }),
+            "403");
+
+  // The runtime calls the installed plugin while no agent runs: its API lookup works under the
+  // plugin's identity, and only that identity.
+  testbed::Topology topo;
+  api_.clear_requests();
+  const auto add =
+      cni_add((dirs_.conf / "10-k8s.conflist").string(), testbed::Topology::path(topo.pod()),
+              "legacy", "old", "uid-old", testbed::Addr::kPod4);
+  ASSERT_EQ(add.exit_code, 0) << add.out << add.err;
+  const auto requests = api_.requests();
+  ASSERT_FALSE(requests.empty());
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.user, kPluginUser) << r.method << " " << r.path;
+    EXPECT_EQ(r.method, "GET") << r.path;
+  }
+
+  // Our pod is gone (the token was bound to it): the token dies with it.
+  api_.remove_object("Pod", "istio-system", "ambient-cni-node-x1");
+  EXPECT_EQ(refusal([&] { client.get("/api/v1/namespaces/legacy/pods/old"); }).substr(0, 3), "401");
+}
+
+TEST_F(PluginCredentials, WithoutTheTokenRequestNothingIsInstalled) {
+  // The service account is not there (RBAC or chart out of step): install fails naming it, and
+  // writes no kubeconfig that would carry the node component's own token instead.
+  spit(dirs_.conf / "10-k8s.conflist", kBridge);
+  const auto before = node_state();
+  const auto x = node({"install"}, {"AMBIENT_PLUGIN_SERVICE_ACCOUNT=ambient-cni-plugin"});
+  EXPECT_NE(x.exit_code, 0);
+  EXPECT_NE(x.err.find("TokenRequest for serviceaccount istio-system/ambient-cni-plugin failed"),
+            std::string::npos)
+      << x.err;
+  EXPECT_NE(x.err.find("not found"), std::string::npos) << x.err;
+  EXPECT_EQ(node_state(), before);
+}
+
 }  // namespace
 }  // namespace ambient

@@ -322,6 +322,8 @@ struct ApiServerStandin::Impl {
   mutable std::mutex mu;
   std::condition_variable changed;  // history grew, or stop/drop/bookmark was asked for
   std::map<Key, json> objects;
+  TokenAuthority tokens;
+  Rbac rbac;
   uint64_t rv = 0;
   std::deque<Event> history;
   uint64_t compacted_rv = 0;  // events up to here are gone
@@ -465,8 +467,10 @@ struct ApiServerStandin::Impl {
   std::string authenticate(const httplib::Request& req) {
     const std::string header = req.get_header_value("Authorization");
     if (header.starts_with("Bearer ")) {
+      const std::string bearer = header.substr(7);
       std::lock_guard lock(mu);
-      if (header.substr(7) == options.token) return "token";
+      if (bearer == options.token) return "token";
+      if (const auto* sa = tokens.find(bearer); sa != nullptr && token_valid(*sa)) return sa->user;
     }
     if (req.ssl != nullptr && SSL_get_verify_result(req.ssl) == X509_V_OK) {
       X509* peer = SSL_get1_peer_certificate(req.ssl);
@@ -478,6 +482,30 @@ struct ApiServerStandin::Impl {
       }
     }
     return "";
+  }
+
+  // An issued token is valid until it expires and, when bound to a pod, while that pod (same
+  // uid) exists. Under mu.
+  bool token_valid(const ServiceAccountToken& t) const {
+    if (std::chrono::system_clock::now() >= t.expires) return false;
+    if (t.bound_pod_name.empty()) return true;
+    const auto it = objects.find(Key{"Pod", t.ns, t.bound_pod_name});
+    return it != objects.end() &&
+           it->second["metadata"].value("uid", std::string()) == t.bound_pod_uid;
+  }
+
+  // RBAC for service-account users; the main token and certificates may do everything.
+  bool authorize(const httplib::Request& req, const std::string& user, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    if (!tokens.is_service_account_user(user)) return true;
+    const std::string watch = req.get_param_value("watch");
+    const auto attributes =
+        request_attributes(req.method, split_path(req.path), watch == "true" || watch == "1");
+    if (!attributes || rbac.allows(user, *attributes)) return true;
+    json details = {{"kind", attributes->resource}};
+    if (!attributes->name.empty()) details["name"] = attributes->name;
+    reply(res, 403, status_object(403, "Forbidden", forbidden_message(user, *attributes), details));
+    return false;
   }
 
   void handle(const httplib::Request& req, httplib::Response& res) {
@@ -518,11 +546,13 @@ struct ApiServerStandin::Impl {
     entry.user = authenticate(req);
     entry.authorized = !entry.user.empty();
     const bool authorized = entry.authorized;
+    const std::string user = entry.user;
     log_request(std::move(entry), "");
     if (!authorized) {
       reply(res, 401, status_object(401, "Unauthorized", "Unauthorized"));
       return;
     }
+    if (!authorize(req, user, res)) return;
     try {
       route(req, res);
     } catch (const std::exception& e) {
@@ -595,6 +625,9 @@ struct ApiServerStandin::Impl {
       if (n == 7 && parts[4] == "pods" && parts[6] == "status") {
         return single(req, res, "Pod", parts[3], parts[5], true);
       }
+      if (n == 7 && parts[4] == "serviceaccounts" && parts[6] == "token") {
+        return token_request(req, res, parts[3], parts[5]);
+      }
     }
     reply_unknown_path(res);
   }
@@ -639,7 +672,93 @@ struct ApiServerStandin::Impl {
                {"singularName", ""},
                {"namespaced", true},
                {"kind", "Pod"},
-               {"verbs", {"get", "patch"}}}}}};
+               {"verbs", {"get", "patch"}}},
+              {{"name", "serviceaccounts/token"},
+               {"singularName", ""},
+               {"namespaced", true},
+               {"group", "authentication.k8s.io"},
+               {"version", "v1"},
+               {"kind", "TokenRequest"},
+               {"verbs", {"create"}}}}}};
+  }
+
+  // ---- TokenRequest
+  // ------------------------------------------------------------------------------
+
+  void token_request(const httplib::Request& req, httplib::Response& res, const std::string& ns,
+                     const std::string& name) {
+    if (req.method != "POST") {
+      return reply_status(res, 405,
+                          "the server does not allow this method on the requested resource");
+    }
+    const json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || body.value("kind", "") != "TokenRequest") {
+      return reply_status(res, 400, "the request body is not a TokenRequest object");
+    }
+    const json spec = body.contains("spec") && body["spec"].is_object() ? body["spec"] : json{};
+    std::int64_t seconds = 3600;
+    if (spec.contains("expirationSeconds")) {
+      if (!spec["expirationSeconds"].is_number_integer()) {
+        return reply_status(res, 400, "spec.expirationSeconds is not an integer");
+      }
+      seconds = spec["expirationSeconds"].get<std::int64_t>();
+    }
+    if (seconds < 600) {
+      return reply_status(
+          res, 422,
+          "TokenRequest.authentication.k8s.io \"" + name +
+              "\" is invalid: spec.expirationSeconds: Invalid value: " + std::to_string(seconds) +
+              ": may not specify a duration less than 10 minutes");
+    }
+    std::lock_guard lock(mu);
+    if (options.max_token_seconds > 0 && seconds > options.max_token_seconds) {
+      seconds = options.max_token_seconds;
+    }
+    if (!tokens.has_service_account(ns, name)) {
+      return reply(res, 404,
+                   status_object(404, "NotFound", "serviceaccounts \"" + name + "\" not found",
+                                 {{"name", name}, {"kind", "serviceaccounts"}}));
+    }
+    ServiceAccountToken t;
+    t.ns = ns;
+    t.service_account = name;
+    t.expiration_seconds = seconds;
+    t.expires = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+    json out_spec = {{"audiences", {"https://kubernetes.default.svc.cluster.local"}},
+                     {"expirationSeconds", seconds}};
+    if (spec.contains("boundObjectRef") && spec["boundObjectRef"].is_object()) {
+      const json& ref = spec["boundObjectRef"];
+      if (ref.value("kind", "") != "Pod") {
+        return reply_status(res, 400, "boundObjectRef: only a Pod is supported here");
+      }
+      t.bound_pod_name = ref.value("name", "");
+      const auto pod = objects.find(Key{"Pod", ns, t.bound_pod_name});
+      if (pod == objects.end()) return reply_not_found(res, "Pod", t.bound_pod_name);
+      t.bound_pod_uid = pod->second["metadata"].value("uid", std::string());
+      const std::string asked = ref.value("uid", "");
+      if (!asked.empty() && asked != t.bound_pod_uid) {
+        return reply_status(res, 409,
+                            "the UID in the bound object reference (" + asked +
+                                ") does not match the UID in record (" + t.bound_pod_uid +
+                                "). The object might have been deleted and then recreated");
+      }
+      out_spec["boundObjectRef"] = {{"kind", "Pod"},
+                                    {"apiVersion", "v1"},
+                                    {"name", t.bound_pod_name},
+                                    {"uid", t.bound_pod_uid}};
+    }
+    const auto& issued = tokens.issue(std::move(t));
+    const std::time_t expires = std::chrono::system_clock::to_time_t(issued.expires);
+    std::tm tm{};
+    gmtime_r(&expires, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    reply(res, 201,
+          {{"kind", "TokenRequest"},
+           {"apiVersion", "authentication.k8s.io/v1"},
+           {"metadata", {{"name", name}, {"namespace", ns}, {"creationTimestamp", nullptr}}},
+           {"spec", out_spec},
+           {"status", {{"token", issued.token}, {"expirationTimestamp", stamp}}}});
   }
 
   // ---- GET / PATCH of one object ----------------------------------------------------------------
@@ -1095,6 +1214,31 @@ std::string ApiServerStandin::url() const {
 const std::string& ApiServerStandin::ca_pem() const {
   return impl_->pki.ca_pem();
 }
+void ApiServerStandin::add_service_account(const std::string& ns, const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  impl_->tokens.add_service_account(ns, name);
+}
+
+void ApiServerStandin::grant(const std::string& user, std::vector<std::string> verbs,
+                             std::vector<std::string> resources, std::string ns,
+                             std::vector<std::string> names) {
+  std::lock_guard lock(impl_->mu);
+  impl_->rbac.grant(user, Rbac::Rule{{verbs.begin(), verbs.end()},
+                                     {resources.begin(), resources.end()},
+                                     std::move(ns),
+                                     {names.begin(), names.end()}});
+}
+
+std::vector<ServiceAccountToken> ApiServerStandin::issued_tokens() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->tokens.issued();
+}
+
+void ApiServerStandin::expire_issued_tokens() {
+  std::lock_guard lock(impl_->mu);
+  impl_->tokens.expire_all(std::chrono::system_clock::now());
+}
+
 const std::string& ApiServerStandin::token() const {
   return impl_->options.token;
 }

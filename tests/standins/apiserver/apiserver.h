@@ -14,8 +14,13 @@
 //   metadata.resourceVersion is a precondition (409 on mismatch); a no-op patch does not bump
 //   the resourceVersion; pods/status keeps spec, the main resource keeps status, as the real
 //   strategies do.
-// Authentication: `Authorization: Bearer <token>` or a client certificate issued by this
-// server's CA (issue_client_certificate). Errors are real-shaped `Status` objects.
+//   POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token (TokenRequest: expirationSeconds,
+//   boundObjectRef to a Pod) for service accounts added with add_service_account.
+// Authentication: `Authorization: Bearer <token>` (the main token, or one a TokenRequest issued:
+// expired, or bound to a pod that is gone, it is refused with 401) or a client certificate
+// issued by this server's CA (issue_client_certificate). Authorization (auth.h): the main token
+// and certificates may do everything; a service-account token only what grant() gave its user,
+// else 403 with the RBAC authorizer's message. Errors are real-shaped `Status` objects.
 #pragma once
 
 #include <chrono>
@@ -28,6 +33,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/standins/apiserver/auth.h"
 
 namespace ambient::testing {
 
@@ -50,7 +57,8 @@ struct ApiRequest {
   std::string path;
   std::string query;
   bool authorized = false;
-  std::string user;          // who authenticated: "token", a client certificate's CN, or ""
+  // who authenticated: "token", a client certificate's CN, a service account's user, or ""
+  std::string user;
   std::string content_type;  // of the request body (PATCH)
   std::string body;
   int remote_port = 0;  // the client's TCP port: equal ports = one reused connection
@@ -66,6 +74,9 @@ class ApiServerStandin {
     // one at once).
     std::chrono::milliseconds bookmark_interval{std::chrono::seconds(60)};
     bool log_requests = false;  // one line per request on stderr
+    // TokenRequests asking for longer get this lifetime (kube-apiserver's
+    // --service-account-max-token-expiration); 0 = what was asked.
+    std::int64_t max_token_seconds = 0;
   };
 
   ApiServerStandin();
@@ -99,6 +110,17 @@ class ApiServerStandin {
   // A client certificate signed by this server's CA; requests presenting it are authorized as
   // `user` (the certificate's CN).
   ClientCertificate issue_client_certificate(const std::string& user) const;
+
+  // Service accounts and RBAC (auth.h). A TokenRequest needs its service account added; the
+  // token's user (system:serviceaccount:{ns}:{name}) may then do what grant() gave it: `verbs`
+  // on `resources` ("pods", "pods/status", "serviceaccounts/token") in namespace `ns` ("" =
+  // everywhere), for `names` only when given.
+  void add_service_account(const std::string& ns, const std::string& name);
+  void grant(const std::string& user, std::vector<std::string> verbs,
+             std::vector<std::string> resources, std::string ns = "",
+             std::vector<std::string> names = {});
+  std::vector<ServiceAccountToken> issued_tokens() const;
+  void expire_issued_tokens();  // every token issued so far is refused from now on
 
   // Objects (Namespace or Pod). put() fills uid, resourceVersion and creationTimestamp when
   // missing and notifies watchers.
