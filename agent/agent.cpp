@@ -133,6 +133,7 @@ struct Agent::Impl final : PluginRequests {
   std::vector<ZdsWorkload> snapshot() {
     std::vector<ZdsWorkload> out;
     for (const auto& p : pods.all()) {
+      if (p.releasing) continue;  // its del follows (or went) to this very connection
       out.push_back({p.uid(), p.pod().name, p.pod().namespace_, p.enrolment.service_account,
                      p.netns ? p.netns->fd() : -1});
     }

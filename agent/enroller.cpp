@@ -105,7 +105,7 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   } catch (const ZdsError& ex) {
     auto out = fail("ztunnel_failed", "ztunnel did not take pod " + who(p), ex.what());
     try {  // informational: the kubelet retries the sandbox
-      d_.status.set(p.namespace_, p.name, contract::kRedirectionPending);
+      d_.status.set(p.namespace_, p.name, p.uid, contract::kRedirectionPending);
     } catch (const kube::ApiError& api) {
       d_.log->warn("pod {}: cannot mark it pending: {}", who(p), api.what());
       d_.metrics.count_degraded("annotation_failed");
@@ -115,7 +115,7 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   phases.mark("ztunnel");
   try {
     // istiod sends mTLS to the pod only once it reads "enabled": don't start it half-meshed.
-    d_.status.set(p.namespace_, p.name, contract::kRedirectionEnabled);
+    d_.status.set(p.namespace_, p.name, p.uid, contract::kRedirectionEnabled);
   } catch (const kube::ApiError& ex) {
     return fail("annotation_failed", "cannot mark pod " + who(p) + " as enabled", ex.what());
   }
@@ -183,6 +183,9 @@ bool Enroller::is_its_netns(const Enrolment& e, const netns::NetnsHandle& ns) {
 
 void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation, bool touch_netns) {
   const auto& rec = pod.pod();
+  // Out of snapshots first: a ztunnel connecting between this del and the erase below must not
+  // get the pod back from one.
+  d_.pods.mark_releasing(rec.uid);
   d_.ztunnel.del(rec.uid);
   try {
     if (pod.netns) {
@@ -213,7 +216,7 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation, boo
   d_.metrics.set_enrolled_pods(d_.pods.size());
   if (clear_annotation) {
     try {
-      d_.status.clear(rec.namespace_, rec.name);
+      d_.status.clear(rec.namespace_, rec.name, rec.uid);
     } catch (const kube::ApiError& e) {
       d_.log->warn("pod {}: removing the redirection annotation: {}", who(rec), e.what());
       d_.metrics.count_degraded("annotation_failed");
@@ -224,11 +227,28 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation, boo
 
 void Enroller::mark(const rundir::PodRecord& p, std::string_view value) {
   try {
-    d_.status.set(p.namespace_, p.name, value);
+    d_.status.set(p.namespace_, p.name, p.uid, value);
   } catch (const kube::ApiError& e) {
     d_.log->warn("pod {}: cannot mark it {}: {}", who(p), value, e.what());
     d_.metrics.count_degraded("annotation_failed");
   }
+}
+
+bool Enroller::clear_stale_annotation(const std::string& uid, const std::string& ns,
+                                      const std::string& name) {
+  auto lock = d_.pods.lock_pod(uid);
+  if (d_.pods.get(uid)) return true;  // enrolled meanwhile (an ADD): its annotation is right
+  try {
+    d_.status.clear(ns, name, uid);
+  } catch (const kube::ApiError& e) {
+    d_.log->warn("pod {}/{}: removing a stale redirection annotation: {}; will retry", ns, name,
+                 e.what());
+    d_.metrics.count_degraded("annotation_failed");
+    return false;
+  }
+  d_.metrics.count_repair("stale_annotation");
+  d_.log->info("pod {}/{} is not enrolled: removed its stale redirection annotation", ns, name);
+  return true;
 }
 
 Enroller::Repair Enroller::repair(const std::string& uid) {

@@ -73,6 +73,12 @@ class Enroller {
   Repair repair(const std::string& uid);
   std::vector<std::string> pending() const;
 
+  // A pod that is not enrolled but annotated "enabled" (a release whose annotation patch failed,
+  // an agent killed between the two): istiod would send it HBONE. Removes the annotation under
+  // the pod's lock, so an ADD in flight is never undone; false when the API refused (retry).
+  bool clear_stale_annotation(const std::string& uid, const std::string& ns,
+                              const std::string& name);
+
  private:
   void release_locked(const EnrolledPod& pod, bool clear_annotation, bool touch_netns = true);
   bool is_its_netns(const Enrolment& e, const netns::NetnsHandle& ns);

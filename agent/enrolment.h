@@ -128,8 +128,10 @@ class ZtunnelStep {
 class StatusStep {
  public:
   virtual ~StatusStep() = default;
-  virtual void set(const std::string& ns, const std::string& name, std::string_view value) = 0;
-  virtual void clear(const std::string& ns, const std::string& name) = 0;
+  // `uid` is a precondition: a pod of that name but another uid (replaced) is never touched.
+  virtual void set(const std::string& ns, const std::string& name, const std::string& uid,
+                   std::string_view value) = 0;
+  virtual void clear(const std::string& ns, const std::string& name, const std::string& uid) = 0;
 };
 
 // The production steps over netns/ (libnftables, libnl, the host probe table).

@@ -9,9 +9,12 @@ std::string status_path(const std::string& ns, const std::string& name) {
   return "/api/v1/namespaces/" + ns + "/pods/" + name + "/status";
 }
 
-nlohmann::json annotation_patch(nlohmann::json value) {
-  return {{"metadata",
-           {{"annotations", {{std::string(contract::kRedirectionAnnotation), std::move(value)}}}}}};
+nlohmann::json annotation_patch(const std::string& uid, nlohmann::json value) {
+  nlohmann::json patch = {
+      {"metadata",
+       {{"annotations", {{std::string(contract::kRedirectionAnnotation), std::move(value)}}}}}};
+  if (!uid.empty()) patch["metadata"]["uid"] = uid;  // a precondition: uid is immutable
+  return patch;
 }
 
 }  // namespace
@@ -37,21 +40,24 @@ void ApiPool::release(std::unique_ptr<kube::Client> c) {
   if (idle_.size() < 8) idle_.push_back(std::move(c));  // bound the warm connections
 }
 
-void StatusAnnotator::set(const std::string& ns, const std::string& name, std::string_view value) {
+void StatusAnnotator::set(const std::string& ns, const std::string& name, const std::string& uid,
+                          std::string_view value) {
   api_.with([&](kube::Client& c) {
-    return c.patch(status_path(ns, name), annotation_patch(std::string(value)),
+    return c.patch(status_path(ns, name), annotation_patch(uid, std::string(value)),
                    "application/merge-patch+json");
   });
 }
 
-void StatusAnnotator::clear(const std::string& ns, const std::string& name) {
+void StatusAnnotator::clear(const std::string& ns, const std::string& name,
+                            const std::string& uid) {
   try {
     api_.with([&](kube::Client& c) {
-      return c.patch(status_path(ns, name), annotation_patch(nullptr),
+      return c.patch(status_path(ns, name), annotation_patch(uid, nullptr),
                      "application/merge-patch+json");
     });
   } catch (const kube::ApiError& e) {
-    if (e.kind() != kube::ApiError::Kind::kNotFound) throw;
+    // Gone, or replaced by a pod of the same name (422: uid is immutable): nothing of ours.
+    if (e.kind() != kube::ApiError::Kind::kNotFound && e.http_status() != 422) throw;
   }
 }
 

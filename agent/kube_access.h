@@ -43,10 +43,13 @@ class ApiPool {
 class StatusAnnotator final : public StatusStep {
  public:
   explicit StatusAnnotator(ApiPool& api) : api_(api) {}
-  void set(const std::string& ns, const std::string& name,
+  // The patch carries metadata.uid: the API refuses it (422, uid is immutable) for a pod that
+  // was replaced under the same name, so the annotation never lands on another pod.
+  void set(const std::string& ns, const std::string& name, const std::string& uid,
            std::string_view value) override;  // ApiError
-  // Removes the annotation; a pod that no longer exists is fine. Throws ApiError otherwise.
-  void clear(const std::string& ns, const std::string& name) override;
+  // Removes the annotation; a pod that no longer exists, or was replaced, is fine. Throws
+  // ApiError otherwise.
+  void clear(const std::string& ns, const std::string& name, const std::string& uid) override;
 
  private:
   ApiPool& api_;

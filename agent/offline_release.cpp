@@ -22,8 +22,8 @@ class NoZtunnel final : public ZtunnelStep {
 
 class NoApi final : public StatusStep {
  public:
-  void set(const std::string&, const std::string&, std::string_view) override {}
-  void clear(const std::string&, const std::string&) override {}
+  void set(const std::string&, const std::string&, const std::string&, std::string_view) override {}
+  void clear(const std::string&, const std::string&, const std::string&) override {}
 };
 
 }  // namespace

@@ -43,6 +43,11 @@ void PodTable::erase(const std::string& uid) {
   pods_.erase(uid);
 }
 
+void PodTable::mark_releasing(const std::string& uid) {
+  std::lock_guard g(mu_);
+  if (const auto it = pods_.find(uid); it != pods_.end()) it->second.releasing = true;
+}
+
 std::optional<EnrolledPod> PodTable::get(const std::string& uid) const {
   std::lock_guard g(mu_);
   const auto it = pods_.find(uid);

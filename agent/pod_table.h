@@ -22,6 +22,9 @@ struct EnrolledPod {
   // Its rules could not be (re-)applied: annotated "pending", retried, never passed off as
   // enrolled with no rules.
   bool pending = false;
+  // Being released: left out of ztunnel snapshots from before its ZDS del on (in memory only),
+  // so a ztunnel that connects while a release runs is never handed a pod nobody will delete.
+  bool releasing = false;
 
   const rundir::PodRecord& pod() const { return enrolment.pod; }
   const std::string& uid() const { return enrolment.pod.uid; }
@@ -53,6 +56,7 @@ class PodTable {
   // Keeps a pod whose state is already persisted (restored after a restart).
   void adopt(EnrolledPod pod);
   void erase(const std::string& uid);
+  void mark_releasing(const std::string& uid);
   std::optional<EnrolledPod> get(const std::string& uid) const;
   std::optional<EnrolledPod> find_by_container(const std::string& container_id) const;
   std::vector<EnrolledPod> all() const;

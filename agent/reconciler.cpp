@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/constants.h"
 #include "config/decision.h"
 #include "config/errors.h"
 
@@ -179,7 +180,28 @@ void Reconciler::worker() {
   }
 }
 
+bool Reconciler::stale_annotation(const config::PodInfo& pod) {
+  const auto it = pod.annotations.find(contract::kRedirectionAnnotation);
+  return it != pod.annotations.end() && it->second == contract::kRedirectionEnabled;
+}
+
 bool Reconciler::reconcile(const std::string& uid) {
+  const bool done = reconcile_enrolment(uid);
+  // Not enrolled (released, or to be enrolled but not yet possible) yet annotated "enabled": an
+  // earlier release could not remove it, or an agent died between the two. istiod would send
+  // the pod HBONE it cannot take.
+  std::optional<config::PodInfo> pod;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto it = pods_.find(uid); it != pods_.end()) pod = it->second;
+  }
+  if (pod && stale_annotation(*pod) && !d_.pods.get(uid)) {
+    return d_.enroller.clear_stale_annotation(uid, pod->namespace_, pod->name) && done;
+  }
+  return done;
+}
+
+bool Reconciler::reconcile_enrolment(const std::string& uid) {
   std::optional<config::PodInfo> pod;
   config::NamespaceInfo ns;
   {
@@ -329,6 +351,19 @@ void Reconciler::housekeeping() {
       next = std::chrono::steady_clock::now() + o_.drift_interval;
     } else if (now >= next_retry) {
       for (const auto& uid : d_.enroller.pending()) d_.enroller.repair(uid);
+      // A release by DEL whose annotation patch failed leaves no event to react to: look.
+      std::vector<std::string> stale;
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& [uid, pod] : pods_) {
+          if (stale_annotation(pod) && !queued_.contains(uid) && !busy_.contains(uid)) {
+            stale.push_back(uid);
+          }
+        }
+      }
+      for (const auto& uid : stale) {
+        if (!d_.pods.get(uid)) enqueue(uid);
+      }
       next_retry = std::chrono::steady_clock::now() + o_.pending_retry;
     }
   }

@@ -77,10 +77,12 @@ class Reconciler {
   void on_pod(const std::string& key, const nlohmann::json* object);
   void on_namespace(const std::string& key, const nlohmann::json* object);
   void enqueue(const std::string& uid, int attempt = 0);
+  static bool stale_annotation(const config::PodInfo& pod);  // annotated 'enabled'
   void worker();
   void housekeeping();
   // Returns false when the pod must be retried later.
   bool reconcile(const std::string& uid);
+  bool reconcile_enrolment(const std::string& uid);
   bool enrol(const config::PodInfo& pod);
 
   ReconcilerOptions o_;

@@ -122,13 +122,14 @@ class FakeZtunnel final : public ZtunnelStep {
 class FakeStatus final : public StatusStep {
  public:
   explicit FakeStatus(World& w) : w_(w) {}
-  void set(const std::string& ns, const std::string& name, std::string_view value) override {
+  void set(const std::string& ns, const std::string& name, const std::string&,
+           std::string_view value) override {
     if (w_.fail == "annotation" && value == contract::kRedirectionEnabled) {
       throw kube::ApiError(kube::ApiError::Kind::kForbidden, 403, "pods/status: forbidden");
     }
     w_.annotations[ns + "/" + name] = std::string(value);
   }
-  void clear(const std::string& ns, const std::string& name) override {
+  void clear(const std::string& ns, const std::string& name, const std::string&) override {
     w_.annotations.erase(ns + "/" + name);
   }
 

@@ -321,5 +321,62 @@ TEST_F(LiveEnrolment, PodsStartedWhileNoAgentRanAreEnrolledBeforeReady) {
   pauses.clear();
 }
 
+TEST_F(LiveEnrolment, AnAnnotationAReleaseCouldNotRemoveIsRemovedLater) {
+  // Found by the chaos soak: a DEL while the API answered 503 released the pod but left it
+  // annotated "enabled" for good (istiod would keep sending it HBONE), and nothing retried.
+  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+  env_->start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  const auto p = make_pod("demo", "restarting");
+  ASSERT_TRUE(enrolled(p));
+  env_->api().add_fault(testing::ApiFault{
+      .path_prefix = "/api/v1/namespaces/demo/pods/restarting/status", .status = 503, .times = 40});
+  ASSERT_EQ(env_->cni("DEL", p).exit_code, 0);  // the sandbox goes; the pod object stays
+  EXPECT_FALSE(env_->ztunnel().pods().contains(p.uid));
+  EXPECT_EQ(env_->annotation(p), "enabled");  // the patch could not be made…
+  env_->api().clear_faults();
+  EXPECT_TRUE(eventually([&] { return env_->annotation(p).empty(); }, 10s))  // …and is, later
+      << env_->annotation(p);
+  EXPECT_TRUE(eventually([&] {
+    return env_->agent().metrics().render().find(
+               R"(ambient_cni_repairs_total{what="stale_annotation"} 1)") != std::string::npos;
+  }));
+  EXPECT_TRUE(clean(p));
+}
+
+TEST_F(LiveEnrolment, TheAnnotationNeverLandsOnAPodThatReplacedOurs) {
+  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+  env_->start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  const auto p = make_pod("demo", "db");
+  ASSERT_TRUE(enrolled(p));
+  // A StatefulSet replaces the pod under the same name (new uid, opted out), carrying an
+  // annotation of its own ("pending", which no cleanup touches); the old sandbox's DEL comes
+  // afterwards.
+  auto replaced = *env_->api().get_object("Pod", "demo", "db");
+  replaced["metadata"]["uid"] = "uid-db-2";
+  replaced["metadata"]["labels"] = {{"istio.io/dataplane-mode", "none"}};
+  replaced["metadata"]["annotations"] = {{"ambient.istio.io/redirection", "pending"}};
+  env_->api().remove_object("Pod", "demo", "db");
+  env_->api().put(replaced);
+  ASSERT_EQ(env_->cni("DEL", p).exit_code, 0);
+  EXPECT_TRUE(eventually([&] { return !env_->ztunnel().pods().contains(p.uid); }));
+  // The release's patch named the old uid: refused for the new pod, whose annotation is not
+  // ours to touch.
+  std::this_thread::sleep_for(500ms);
+  const auto now = *env_->api().get_object("Pod", "demo", "db");
+  EXPECT_EQ(now["metadata"]["uid"], "uid-db-2");
+  EXPECT_EQ(now["metadata"]["annotations"].value("ambient.istio.io/redirection", ""), "pending")
+      << "the old pod's release touched the new pod";
+  bool refused = false;
+  for (const auto& r : env_->api().requests()) {
+    if (r.method == "PATCH" && r.path == "/api/v1/namespaces/demo/pods/db/status" &&
+        r.body.find("\"uid\":\"uid-db\"") != std::string::npos) {
+      refused = true;
+    }
+  }
+  EXPECT_TRUE(refused) << "the release's patch did not carry the old uid";
+}
+
 }  // namespace
 }  // namespace ambient

@@ -416,6 +416,28 @@ struct ApiServerStandin::Impl {
     record_event(type, object, std::move(previous));
   }
 
+  bool update(std::string_view kind_text, std::string_view ns, std::string_view name,
+              const std::function<void(json&)>& change) {
+    const std::string kind = canonical_kind(kind_text);
+    Key key{kind, kind == "Pod" ? std::string(ns) : "", std::string(name)};
+    std::lock_guard lock(mu);
+    auto it = objects.find(key);
+    if (it == objects.end()) return false;
+    json next = it->second;
+    change(next);
+    for (const char* field : {"name", "namespace", "uid", "resourceVersion"}) {
+      if (it->second["metadata"].contains(field)) {
+        next["metadata"][field] = it->second["metadata"][field];
+      }
+    }
+    if (next == it->second) return true;  // a no-op keeps the resourceVersion, as a patch does
+    json previous = it->second;
+    next["metadata"]["resourceVersion"] = std::to_string(++rv);
+    it->second = next;
+    record_event("MODIFIED", next, std::move(previous));
+    return true;
+  }
+
   void remove(std::string_view kind_text, std::string_view ns, std::string_view name) {
     const std::string kind = canonical_kind(kind_text);
     Key key{kind, kind == "Pod" ? std::string(ns) : "", std::string(name)};
@@ -1276,6 +1298,10 @@ ApiServerStandin::ClientCertificate ApiServerStandin::issue_client_certificate(
 
 void ApiServerStandin::put(nlohmann::json object) {
   impl_->put(std::move(object));
+}
+bool ApiServerStandin::update(std::string_view kind, std::string_view ns, std::string_view name,
+                              const std::function<void(nlohmann::json&)>& change) {
+  return impl_->update(kind, ns, name, change);
 }
 void ApiServerStandin::remove_object(std::string_view kind, std::string_view ns,
                                      std::string_view name) {

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,6 +126,10 @@ class ApiServerStandin {
   // Objects (Namespace or Pod). put() fills uid, resourceVersion and creationTimestamp when
   // missing and notifies watchers.
   void put(nlohmann::json object);
+  // An atomic read-modify-write of a stored object, as a PATCH would be (identity fields kept;
+  // a no-op changes nothing); false when there is no such object. `change` must not call back.
+  bool update(std::string_view kind, std::string_view ns, std::string_view name,
+              const std::function<void(nlohmann::json&)>& change);
   void remove_object(std::string_view kind, std::string_view ns, std::string_view name);
   std::optional<nlohmann::json> get_object(std::string_view kind, std::string_view ns,
                                            std::string_view name) const;
