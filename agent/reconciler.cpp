@@ -126,7 +126,16 @@ void Reconciler::on_namespace(const std::string& key, const nlohmann::json* obje
 void Reconciler::enqueue(const std::string& uid, int attempt) {
   {
     std::lock_guard lock(mu_);
-    if (attempt == 0 && queued_.contains(uid)) return;  // already pending: one pass covers it
+    if (attempt == 0 && queued_.contains(uid)) {
+      // Already queued: one pass covers it, but now — a fresh event (the pod deleted, its labels
+      // changed) must not wait out a retry's backoff (up to max_retry_backoff).
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& item : queue_) {
+        if (item.uid == uid && item.not_before > now) item.not_before = now;
+      }
+      cv_.notify_one();
+      return;
+    }
     queued_.insert(uid);
     auto delay = std::chrono::milliseconds(0);
     if (attempt > 0) {

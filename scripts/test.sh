@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as root on Debian 12: installs packages, builds the real peers (ztunnel,
-# cached), builds, runs every layer (unit, netns, e2e) in the release build, again under
+# cached), builds, runs every layer (unit, netns, e2e, soak) in the release build, again under
 # ASan + UBSan, then the fuzz targets for a bounded time. Ends with one summary line over both CTest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ ctest --test-dir build --output-on-failure -j2 --timeout 300 | tee build/ctest-s
 echo "==> ASan + UBSan build"
 scripts/build.sh asan
 echo "==> tests (ASan + UBSan)"
+# (the soak's 2,000 steps ran in the release build; under the sanitizers a shorter walk)
+AMBIENT_SOAK_STEPS="${AMBIENT_ASAN_SOAK_STEPS:-500}" \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2 --timeout 600 | tee build-asan/ctest-summary.log
 

@@ -378,5 +378,27 @@ TEST_F(LiveEnrolment, TheAnnotationNeverLandsOnAPodThatReplacedOurs) {
   EXPECT_TRUE(refused) << "the release's patch did not carry the old uid";
 }
 
+TEST_F(LiveEnrolment, AnEventDoesNotWaitBehindARetrysBackoff) {
+  // The pod's labels change while the API refuses its fresh read: retried with a backoff that
+  // grows to seconds. Then the pod is deleted: that event is acted on at once, not when the
+  // backoff ends (the queue used to drop it as "already queued").
+  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+  env_->start_agent();
+  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  const auto p = make_pod("demo", "backoff");
+  ASSERT_TRUE(enrolled(p));
+  env_->api().add_fault(
+      testing::ApiFault{.path_prefix = "/api/v1/namespaces/demo/pods/backoff", .status = 503});
+  auto obj = *env_->api().get_object("Pod", "demo", "backoff");
+  obj["metadata"]["labels"] = {{"istio.io/dataplane-mode", "none"}};
+  env_->api().put(obj);
+  std::this_thread::sleep_for(6500ms);  // retries at +0.2, 0.6, 1.4, 3.0, 6.2 s; next at 12.6 s
+  EXPECT_TRUE(enrolled(p));             // it could not confirm the change: nothing done yet
+  env_->api().clear_faults();
+  env_->api().remove_object("Pod", "demo", "backoff");
+  EXPECT_TRUE(eventually([&] { return !env_->ztunnel().pods().contains(p.uid); }, 2500ms))
+      << "the deletion waited for the retry's backoff";
+}
+
 }  // namespace
 }  // namespace ambient

@@ -29,7 +29,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "netns/host_probe.h"
 #include "netns/redirect.h"
+#include "rundir/store.h"
 #include "tests/install/install_fixture.h"
 #include "tests/standins/apiserver/apiserver.h"
 #include "tests/standins/ztunnel/ztunnel_standin.h"
@@ -80,6 +82,22 @@ int http_status(int port, const std::string& path) {
   c.set_read_timeout(2, 0);
   const auto r = c.Get(path);
   return r ? r->status : -1;
+}
+
+std::string join(const std::set<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+int open_fds(int pid) {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       it != fs::directory_iterator(); ++it) {
+    ++n;
+  }
+  return n;
 }
 
 long rss_kib(int pid) {
@@ -160,7 +178,9 @@ class ChaosSoak : public ::testing::Test {
     ztunnel_.reset();
     for (auto& s : slots_) testbed::sh("ip netns del " + s.netns_name() + " 2>/dev/null");
     testbed::sh("ip netns del " + host_netns_);
-    if (HasFailure()) std::cerr << "soak seed " << seed_ << "\n" << history() << log_tail();
+    if (HasFailure()) {
+      std::cerr << "soak seed " << seed_ << "\n" << history() << log_tail() << api_requests();
+    }
   }
 
   // ---- the node -------------------------------------------------------------------------------
@@ -370,6 +390,34 @@ class ChaosSoak : public ::testing::Test {
     }
     const auto entry = our_entry();
     if (entry.is_null()) out += "our conflist entry is missing; ";
+    // Nothing leaks: the agent's state and the node's probe SNAT hold exactly the pods to
+    // enrol, records exist only for sandboxes that exist, no tombstone is left over.
+    const rundir::RunDir dir(dirs_.run.string());
+    std::vector<rundir::Problem> ignored;  // a file being renamed into place
+    std::set<std::string> state;
+    for (const auto& e : dir.enrolled(&ignored)) state.insert(e.pod.uid);
+    if (state != known)
+      out += "enrolled state {" + join(state) + "}, expected {" + join(known) + "}; ";
+    std::set<std::string> sandboxes;
+    for (const auto& s : slots_) {
+      if (s.sandbox) sandboxes.insert(s.container());
+    }
+    for (const auto& r : dir.records(&ignored)) {
+      if (!sandboxes.contains(r.container_id))
+        out += "record of gone sandbox " + r.container_id + "; ";
+    }
+    std::error_code ec;
+    for (const auto& t : fs::directory_iterator(dirs_.run / "tombstones", ec)) {
+      out += "tombstone " + t.path().filename().string() + " left; ";
+    }
+    std::set<std::string> probed;
+    for (const auto& e :
+         netns::HostProbeSnat(netns::NetnsHandle::open(testbed::Topology::path(host_netns_)), {})
+             .entries()) {
+      probed.insert(e.pod_uid);
+    }
+    if (probed != known)
+      out += "probe entries {" + join(probed) + "}, expected {" + join(known) + "}; ";
     return out;
   }
 
@@ -400,6 +448,11 @@ class ChaosSoak : public ::testing::Test {
   }
 
   void violation(const std::string& what) {
+    if (violations_ == 0 && agent_ && std::getenv("AMBIENT_SOAK_GDB")) {  // where it is stuck
+      testbed::sh("gdb -p " + std::to_string(agent_->pid()) +
+                  " -batch -ex 'thread apply all bt' > " +
+                  (dirs_.root / "agent-stacks.txt").string() + " 2>&1");
+    }
     ++violations_;
     ADD_FAILURE() << "step " << step_ << ": " << what
                   << (inspect_error_.empty() ? ""
@@ -593,6 +646,16 @@ class ChaosSoak : public ::testing::Test {
     return out;
   }
   fs::path log_path() const { return dirs_.root / "node.log"; }
+  std::string api_requests() const {
+    const auto all = api_.requests();
+    std::string out = "---- the API's last requests\n";
+    for (std::size_t i = all.size() > 40 ? all.size() - 40 : 0; i < all.size(); ++i) {
+      const auto& r = all[i];
+      out += "  " + r.method + " " + r.path + (r.query.empty() ? "" : "?" + r.query) + " port " +
+             std::to_string(r.remote_port) + "\n";
+    }
+    return out;
+  }
   std::string log_tail() const {
     const auto text = testing::read_file(log_path());
     return "---- tail of " + log_path().string() + "\n" +
@@ -623,10 +686,14 @@ class ChaosSoak : public ::testing::Test {
 TEST_F(ChaosSoak, ARandomWalkNeverBreaksTheMeshBoundary) {
   const long steps = env_number("AMBIENT_SOAK_STEPS", 2000);
   std::vector<std::pair<int, long>> rss;  // (step, KiB) of the current agent process
+  std::vector<std::pair<int, int>> fds;   // (step, open fds) of it
   const auto t0 = std::chrono::steady_clock::now();
   while (step_ < steps && violations_ == 0) {
     step();
-    if (agent_ && step_ % 100 == 0) rss.emplace_back(step_, rss_kib(agent_->pid()));
+    if (agent_ && step_ % 100 == 0) {
+      rss.emplace_back(step_, rss_kib(agent_->pid()));
+      fds.emplace_back(step_, open_fds(agent_->pid()));
+    }
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -634,13 +701,19 @@ TEST_F(ChaosSoak, ARandomWalkNeverBreaksTheMeshBoundary) {
             << " violations, " << agent_starts_ << " agent starts, seed " << seed_ << "\n";
   // The RSS of the process alive since agent_pid_since_: first and last samples of its life.
   std::vector<long> lifetime;
-  for (const auto& [at, kib] : rss) {
-    if (at >= agent_pid_since_) lifetime.push_back(kib);
+  std::vector<int> lifetime_fds;
+  for (std::size_t i = 0; i < rss.size(); ++i) {
+    if (rss[i].first < agent_pid_since_) continue;
+    lifetime.push_back(rss[i].second);
+    lifetime_fds.push_back(fds[i].second);
   }
   if (lifetime.size() >= 2) {
     std::cerr << "soak: agent RSS over its last " << (step_ - agent_pid_since_)
-              << " steps: " << lifetime.front() << " KiB → " << lifetime.back() << " KiB ("
-              << lifetime.size() << " samples every 100 steps)\n";
+              << " steps: " << lifetime.front() << " KiB -> " << lifetime.back() << " KiB (max "
+              << *std::max_element(lifetime.begin(), lifetime.end()) << "), open fds "
+              << lifetime_fds.front() << " -> " << lifetime_fds.back() << " (max "
+              << *std::max_element(lifetime_fds.begin(), lifetime_fds.end()) << "), "
+              << lifetime.size() << " samples every 100 steps\n";
   }
   EXPECT_EQ(violations_, 0);
   EXPECT_EQ(step_, steps);
