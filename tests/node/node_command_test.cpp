@@ -20,6 +20,7 @@
 #include "tests/install/install_fixture.h"
 #include "tests/standins/apiserver/apiserver.h"
 #include "tests/standins/ztunnel/ztunnel_standin.h"
+#include "tests/support/local_http.h"
 #include "tests/support/process.h"
 #include "tests/support/testbed.h"
 
@@ -29,6 +30,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using testing::free_port;
+using testing::http_status;
 using testing::NodeDirs;
 using testing::read_file;
 using testing::snapshot;
@@ -44,18 +47,6 @@ const std::string kBridge = R"({
   ]
 }
 )";
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::vector<std::string> types(const std::string& text) {
   std::vector<std::string> out;
@@ -272,13 +263,6 @@ class DaemonSetApi {
   int port_ = 0;
   std::atomic<int> gets_{0};
 };
-
-int http_status(int port, const std::string& path) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(1, 0);
-  const auto r = c.Get(path);
-  return r ? r->status : -1;
-}
 
 std::string http_body(int port, const std::string& path) {
   httplib::Client c("127.0.0.1", port);

@@ -35,6 +35,7 @@
 #include "tests/install/install_fixture.h"
 #include "tests/standins/apiserver/apiserver.h"
 #include "tests/standins/ztunnel/ztunnel_standin.h"
+#include "tests/support/local_http.h"
 #include "tests/support/process.h"
 #include "tests/support/testbed.h"
 #include "tests/support/wait.h"
@@ -45,6 +46,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using testing::free_port;
+using testing::http_status;
 using testing::spit;
 
 const std::string kBridge = R"({
@@ -62,26 +65,6 @@ const std::vector<std::string> kNamespaces = {"demo", "legacy", "kube-system"};
 long env_number(const char* name, long fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::strtol(v, nullptr, 10) : fallback;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-int http_status(int port, const std::string& path) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(1, 0);
-  c.set_read_timeout(2, 0);
-  const auto r = c.Get(path);
-  return r ? r->status : -1;
 }
 
 std::string join(const std::set<std::string>& items) {
