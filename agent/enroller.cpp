@@ -53,6 +53,15 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
                             "pod " + who(p) + " has no UID (K8S_POD_UID or the API's uid)");
   }
   auto lock = d_.pods.lock_pod(p.uid);
+  if (source == Source::kFound) {
+    // The agent's own pass (a label change, a retry) decided before an ADD enrolled the pod
+    // with these very settings: nothing to redo, and redoing it would put a working enrolment
+    // at the mercy of a rollback.
+    if (const auto current = d_.pods.get(p.uid); current && current->netns && !current->pending &&
+                                                 current->enrolment.redirect == e.redirect) {
+      return Outcome::success();
+    }
+  }
   Phases phases;
   Rollback undo(*d_.log, "pod " + who(p));
   EnrolledPod pod{e, nullptr};

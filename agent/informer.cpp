@@ -158,6 +158,7 @@ bool Informer::relist(kube::Client& client) {
     resource_version_ = rv_of(list);
   }
   for (const auto& [k, v] : changes) on_change_(k, v ? &*v : nullptr);
+  if (options_.on_list) options_.on_list();
   if (!synced_.exchange(true)) {
     log_->info("{}: synced ({} objects)", options_.name, store_.size());
     cv_.notify_all();

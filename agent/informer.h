@@ -46,6 +46,10 @@ class Informer {
     std::chrono::milliseconds max_backoff{5000};
     // Told about each handled failure: "api_list_failed", "api_watch_interrupted".
     std::function<void(const std::string& what)> degraded;
+    // After every list (the first and each relist), once its changes were handed out: what
+    // the watch gap hid (an object created and deleted while no watch ran) is in no change, so
+    // the owner re-checks what it holds against the fresh cache.
+    std::function<void()> on_list;
   };
 
   Informer(Options options, ClientFactory make_client, Handler on_change,

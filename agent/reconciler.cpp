@@ -30,13 +30,14 @@ Reconciler::Reconciler(ReconcilerOptions options, ReconcilerDeps deps)
   if (!o_.node_name.empty()) pods_path += "?fieldSelector=spec.nodeName%3D" + o_.node_name;
   pod_informer_ = std::make_unique<Informer>(
       Informer::Options{"pods", pods_path, o_.watch_timeout, std::chrono::milliseconds(5000),
-                        [this](const std::string& w) { d_.metrics.count_degraded(w); }},
+                        [this](const std::string& w) { d_.metrics.count_degraded(w); },
+                        [this] { on_pod_list(); }},
       d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_pod(k, o); },
       d_.log);
   ns_informer_ = std::make_unique<Informer>(
       Informer::Options{"namespaces", "/api/v1/namespaces", o_.watch_timeout,
                         std::chrono::milliseconds(5000),
-                        [this](const std::string& w) { d_.metrics.count_degraded(w); }},
+                        [this](const std::string& w) { d_.metrics.count_degraded(w); }, nullptr},
       d_.make_client, [this](const std::string& k, const nlohmann::json* o) { on_namespace(k, o); },
       d_.log);
 }
@@ -99,6 +100,19 @@ void Reconciler::on_pod(const std::string& key, const nlohmann::json* object) {
     }
   }
   enqueue(uid);
+}
+
+// A pod enrolled by its ADD whose object came and went while no watch ran (a 410, then a
+// relist that no longer lists it) is in no change the relist hands out: every enrolled pod the
+// fresh cache does not hold gets a pass, which releases it.
+void Reconciler::on_pod_list() {
+  std::vector<std::string> unknown;
+  for (const auto& p : d_.pods.all()) unknown.push_back(p.uid());
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(unknown, [&](const std::string& uid) { return pods_.contains(uid); });
+  }
+  for (const auto& uid : unknown) enqueue(uid);
 }
 
 void Reconciler::on_namespace(const std::string& key, const nlohmann::json* object) {
@@ -268,6 +282,27 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
     if (want == current.has_value()) return true;
   }
   if (want) return enrol(*pod);
+  if (!pod && current) {
+    // Not in the watch cache: deleted, or the cache has not seen it yet (a pod that its ADD
+    // enrolled while a relist ran). Only the API says which.
+    const auto& rec = current->pod();
+    try {
+      const auto fresh = d_.api.with([&](kube::Client& c) {
+        return config::parse_pod(
+            c.get("/api/v1/namespaces/" + rec.namespace_ + "/pods/" + rec.name));
+      });
+      if (fresh.uid == uid && !finished(fresh)) return true;  // there: its events will come
+    } catch (const kube::ApiError& e) {
+      if (e.kind() != kube::ApiError::Kind::kNotFound) {
+        d_.log->warn("pod {}/{}: cannot confirm it is gone: {}; will retry", rec.namespace_,
+                     rec.name, e.what());
+        d_.metrics.count_degraded("api_read_failed");
+        return false;
+      }
+    } catch (const config::ConfigError&) {
+      return false;
+    }
+  }
   d_.log->info("pod {} no longer selected for ambient{}: unenrolling",
                current->pod().namespace_ + "/" + current->pod().name,
                pod ? "" : " (deleted or finished)");

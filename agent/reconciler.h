@@ -77,6 +77,7 @@ class Reconciler {
   void on_pod(const std::string& key, const nlohmann::json* object);
   void on_namespace(const std::string& key, const nlohmann::json* object);
   void enqueue(const std::string& uid, int attempt = 0);
+  void on_pod_list();
   static bool stale_annotation(const config::PodInfo& pod);  // annotated 'enabled'
   void worker();
   void housekeeping();

@@ -387,6 +387,7 @@ TEST_F(LiveEnrolment, AnEventDoesNotWaitBehindARetrysBackoff) {
   ASSERT_TRUE(env_->agent().wait_ready(20s));
   const auto p = make_pod("demo", "backoff");
   ASSERT_TRUE(enrolled(p));
+  std::this_thread::sleep_for(1s);  // the reconciler has seen the ADD's events
   env_->api().add_fault(
       testing::ApiFault{.path_prefix = "/api/v1/namespaces/demo/pods/backoff", .status = 503});
   auto obj = *env_->api().get_object("Pod", "demo", "backoff");

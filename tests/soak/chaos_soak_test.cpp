@@ -435,6 +435,8 @@ class ChaosSoak : public ::testing::Test {
       testbed::sh("gdb -p " + std::to_string(agent_->pid()) +
                   " -batch -ex 'thread apply all bt' > " +
                   (dirs_.root / "agent-stacks.txt").string() + " 2>&1");
+      testbed::sh("gdb -p " + std::to_string(::getpid()) + " -batch -ex 'thread apply all bt' > " +
+                  (dirs_.root / "test-stacks.txt").string() + " 2>&1");
     }
     ++violations_;
     ADD_FAILURE() << "step " << step_ << ": " << what
