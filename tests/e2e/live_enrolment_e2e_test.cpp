@@ -81,6 +81,13 @@ class LiveEnrolment : public ::testing::Test {
     return p;
   }
 
+  // The usual start: namespace demo labelled ambient, the agent running and ready.
+  bool start_agent_with_demo_ambient() {
+    env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
+    env_->start_agent();
+    return env_->agent().wait_ready(20s);
+  }
+
   bool enrolled(const Pod& p) {
     return env_->ztunnel().pods().contains(p.uid) && env_->annotation(p) == "enabled" &&
            e2e::Env::rules(p) == netns::RedirectStatus::Current;
@@ -192,9 +199,7 @@ TEST_F(LiveEnrolment, WatchDroppedOrExpiredMissesNothingAndDuplicatesNothing) {
 // A terminating pod's containers run for its whole grace period (preStop, draining): it leaves
 // the mesh only when its sandbox's DEL comes, the object is gone, or its phase is final.
 TEST_F(LiveEnrolment, TerminatingPodsStayEnrolledUntilTheirSandboxGoes) {
-  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
-  env_->start_agent();
-  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  ASSERT_TRUE(start_agent_with_demo_ambient());
   const auto a = make_pod("demo", "draining");
   const auto b = make_pod("demo", "finishing");
   ASSERT_TRUE(enrolled(a) && enrolled(b));
@@ -324,9 +329,7 @@ TEST_F(LiveEnrolment, PodsStartedWhileNoAgentRanAreEnrolledBeforeReady) {
 TEST_F(LiveEnrolment, AnAnnotationAReleaseCouldNotRemoveIsRemovedLater) {
   // Found by the chaos soak: a DEL while the API answered 503 released the pod but left it
   // annotated "enabled" for good (istiod would keep sending it HBONE), and nothing retried.
-  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
-  env_->start_agent();
-  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  ASSERT_TRUE(start_agent_with_demo_ambient());
   const auto p = make_pod("demo", "restarting");
   ASSERT_TRUE(enrolled(p));
   env_->api().add_fault(testing::ApiFault{
@@ -345,9 +348,7 @@ TEST_F(LiveEnrolment, AnAnnotationAReleaseCouldNotRemoveIsRemovedLater) {
 }
 
 TEST_F(LiveEnrolment, TheAnnotationNeverLandsOnAPodThatReplacedOurs) {
-  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
-  env_->start_agent();
-  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  ASSERT_TRUE(start_agent_with_demo_ambient());
   const auto p = make_pod("demo", "db");
   ASSERT_TRUE(enrolled(p));
   // A StatefulSet replaces the pod under the same name (new uid, opted out), carrying an
@@ -382,9 +383,7 @@ TEST_F(LiveEnrolment, AnEventDoesNotWaitBehindARetrysBackoff) {
   // The pod's labels change while the API refuses its fresh read: retried with a backoff that
   // grows to seconds. Then the pod is deleted: that event is acted on at once, not when the
   // backoff ends (the queue used to drop it as "already queued").
-  env_->api().put(e2e::ns_object("demo", {{"istio.io/dataplane-mode", "ambient"}}));
-  env_->start_agent();
-  ASSERT_TRUE(env_->agent().wait_ready(20s));
+  ASSERT_TRUE(start_agent_with_demo_ambient());
   const auto p = make_pod("demo", "backoff");
   ASSERT_TRUE(enrolled(p));
   std::this_thread::sleep_for(1s);  // the reconciler has seen the ADD's events

@@ -102,13 +102,16 @@ class ConnectionRegistry {
 // ---------------------------------------------------------------------------------------------
 // Real-shaped metadata and Status objects.
 
-std::string now_rfc3339() {
-  const std::time_t now = std::time(nullptr);
+std::string rfc3339(std::time_t t) {
   std::tm tm{};
-  gmtime_r(&now, &tm);
+  gmtime_r(&t, &tm);
   char buffer[32];
   std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buffer;
+}
+
+std::string now_rfc3339() {
+  return rfc3339(std::time(nullptr));
 }
 
 std::string new_uid() {
@@ -770,11 +773,7 @@ struct ApiServerStandin::Impl {
                                     {"uid", t.bound_pod_uid}};
     }
     const auto& issued = tokens.issue(std::move(t));
-    const std::time_t expires = std::chrono::system_clock::to_time_t(issued.expires);
-    std::tm tm{};
-    gmtime_r(&expires, &tm);
-    char stamp[32];
-    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const std::string stamp = rfc3339(std::chrono::system_clock::to_time_t(issued.expires));
     reply(res, 201,
           {{"kind", "TokenRequest"},
            {"apiVersion", "authentication.k8s.io/v1"},
