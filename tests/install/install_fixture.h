@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include "tests/support/files.h"
@@ -107,6 +108,30 @@ class NodeDirs {
     if (!fs::is_symlink(sa / "token")) fs::create_symlink("..data/token", sa / "token");
     if (!fs::is_symlink(sa / "ca.crt")) fs::create_symlink("..data/ca.crt", sa / "ca.crt");
     if (generation_ > 1) fs::remove_all(sa / ("..gen_" + std::to_string(generation_ - 1)));
+  }
+
+  // The DaemonSet's environment for `ambient-cni-node` on this node (host paths, in-cluster API
+  // at 127.0.0.1:api_port), as its ConfigMap would give it; an `extra` KEY=… replaces KEY.
+  std::vector<std::string> daemonset_env(int api_port,
+                                         const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> e = {
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "KUBERNETES_SERVICE_HOST=127.0.0.1",
+        "KUBERNETES_SERVICE_PORT=" + std::to_string(api_port),
+        "AMBIENT_CNI_BIN_DIR=" + bin.string(),
+        "AMBIENT_CNI_CONF_DIR=" + conf.string(),
+        "AMBIENT_RUN_DIR=" + run.string(),
+        "AMBIENT_NETNS_DIR=" + netns.string(),
+        "AMBIENT_SERVICE_ACCOUNT_DIR=" + sa.string(),
+        "AMBIENT_PLUGIN_BINARY=" AMBIENT_PLUGIN_BIN,
+        "AMBIENT_ZTUNNEL_SOCKET=" + (run / "ztunnel.sock").string(),
+    };
+    for (const auto& x : extra) {
+      const auto key = x.substr(0, x.find('=') + 1);
+      std::erase_if(e, [&](const std::string& d) { return d.starts_with(key); });
+      e.push_back(x);
+    }
+    return e;
   }
 
   fs::path root, bin, conf, run, sa, netns;

@@ -98,24 +98,7 @@ class NodeCommand : public ::testing::Test {
 
   // The DaemonSet's environment: host paths and node config, as its ConfigMap would give them.
   std::vector<std::string> env(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> e = {
-        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-        "KUBERNETES_SERVICE_HOST=127.0.0.1",
-        "KUBERNETES_SERVICE_PORT=" + std::to_string(api_.port()),
-        "AMBIENT_CNI_BIN_DIR=" + dirs_.bin.string(),
-        "AMBIENT_CNI_CONF_DIR=" + dirs_.conf.string(),
-        "AMBIENT_RUN_DIR=" + dirs_.run.string(),
-        "AMBIENT_NETNS_DIR=" + dirs_.netns.string(),
-        "AMBIENT_SERVICE_ACCOUNT_DIR=" + dirs_.sa.string(),
-        "AMBIENT_PLUGIN_BINARY=" AMBIENT_PLUGIN_BIN,
-        "AMBIENT_ZTUNNEL_SOCKET=" + (dirs_.run / "ztunnel.sock").string(),
-    };
-    for (const auto& x : extra) {  // an extra KEY=… replaces the default KEY
-      const auto key = x.substr(0, x.find('=') + 1);
-      std::erase_if(e, [&](const std::string& d) { return d.starts_with(key); });
-      e.push_back(x);
-    }
-    return e;
+    return dirs_.daemonset_env(api_.port(), extra);
   }
   testing::Execution node(const std::vector<std::string>& args,
                           const std::vector<std::string>& extra_env = {}) const {

@@ -176,26 +176,13 @@ class ChaosSoak : public ::testing::Test {
 
   void start_agent() {
     std::vector<std::string> argv = {"/usr/bin/env", "-i"};
-    for (const auto& e : std::vector<std::string>{
-             "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-             "KUBERNETES_SERVICE_HOST=127.0.0.1",
-             "KUBERNETES_SERVICE_PORT=" + std::to_string(api_.port()),
-             "AMBIENT_CNI_BIN_DIR=" + dirs_.bin.string(),
-             "AMBIENT_CNI_CONF_DIR=" + dirs_.conf.string(),
-             "AMBIENT_RUN_DIR=" + dirs_.run.string(),
-             "AMBIENT_NETNS_DIR=" + dirs_.netns.string(),
-             "AMBIENT_SERVICE_ACCOUNT_DIR=" + dirs_.sa.string(),
-             "AMBIENT_PLUGIN_BINARY=" AMBIENT_PLUGIN_BIN,
-             "AMBIENT_ZTUNNEL_SOCKET=" + (dirs_.run / "ztunnel.sock").string(),
-             "AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
-             "AMBIENT_HOST_NETNS=" + testbed::Topology::path(host_netns_),
-             "AMBIENT_LISTEN_ADDRESS=127.0.0.1",
-             "AMBIENT_HEALTH_PORT=" + std::to_string(health_port_),
-             "AMBIENT_METRICS_PORT=-1",
-             "AMBIENT_API_TIMEOUT_MS=2000",
-             "AMBIENT_AGENT_TIMEOUT_MS=10000",
-             "NODE_NAME=node-1",
-         }) {
+    for (const auto& e : dirs_.daemonset_env(
+             api_.port(), {"AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
+                           "AMBIENT_HOST_NETNS=" + testbed::Topology::path(host_netns_),
+                           "AMBIENT_LISTEN_ADDRESS=127.0.0.1",
+                           "AMBIENT_HEALTH_PORT=" + std::to_string(health_port_),
+                           "AMBIENT_METRICS_PORT=-1", "AMBIENT_API_TIMEOUT_MS=2000",
+                           "AMBIENT_AGENT_TIMEOUT_MS=10000", "NODE_NAME=node-1"})) {
       argv.push_back(e);
     }
     argv.push_back(AMBIENT_NODE_BIN);
