@@ -96,7 +96,7 @@ struct Agent::Impl final : PluginRequests {
       ro.watch_timeout = options.watch_timeout;
       reconciler = std::make_unique<Reconciler>(
           ro, ReconcilerDeps{
-                  pods, *enroller, probes, api,
+                  pods, *enroller, api,
                   [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
                   finder, metrics, log});
     }
@@ -263,12 +263,8 @@ struct Agent::Impl final : PluginRequests {
         ++kept;
       }
     }
-    std::vector<netns::ProbeEntry> desired;
-    for (const auto& p : pods.all()) {
-      for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
-    }
     probes.ensure();
-    const auto report = probes.reconcile(desired);
+    const auto report = enroller->repair_probes();
     if (report.base_repaired || report.added || report.removed) {
       log->info("host probe SNAT reconciled: base repaired {}, {} added, {} removed",
                 report.base_repaired, report.added, report.removed);

@@ -1,6 +1,7 @@
 #include "agent/enroller.h"
 
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -62,6 +63,12 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
       return Outcome::success();
     }
   }
+  // A re-enrolment of the same sandbox (its settings changed, an ADD repeated) that fails puts
+  // the previous enrolment back: the pod stays in the mesh as it was, never erased or stripped.
+  std::optional<EnrolledPod> previous = d_.pods.get(p.uid);
+  if (previous && (previous->pod().container_id != p.container_id || !previous->netns)) {
+    previous.reset();  // an older sandbox's: this ADD replaces it
+  }
   Phases phases;
   Rollback undo(*d_.log, "pod " + who(p));
   EnrolledPod pod{e, nullptr};
@@ -89,31 +96,52 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
     pod.enrolment.netns_dev = id.dev;
     pod.enrolment.netns_inode = id.inode;
     d_.rules.apply(*pod.netns, plan_for(e.redirect, p.ips));
-    undo.add("in-pod rules", [&] { d_.rules.remove(*pod.netns); });
+    undo.add("in-pod rules", [&] {
+      if (previous) {
+        d_.rules.apply(*previous->netns,
+                       plan_for(previous->enrolment.redirect, previous->pod().ips));
+      } else {
+        d_.rules.remove(*pod.netns);
+      }
+    });
   } catch (const netns::NetnsError& ex) {
     return fail("rules_failed", "cannot program ztunnel redirection for pod " + who(p), ex.what());
   }
   phases.mark("rules");
-  try {
-    d_.probes.set_pod(p.uid, p.ips);
-    undo.add("host probe entries", [&] { d_.probes.set_pod(p.uid, {}); });
-  } catch (const netns::NetnsError& ex) {
-    return fail("probe_failed", "cannot add pod " + who(p) + " to the host probe set", ex.what());
+  {
+    std::shared_lock member(membership_);  // probe entries and table together (repair_probes)
+    try {
+      d_.probes.set_pod(p.uid, p.ips);
+      undo.add("host probe entries", [&] {
+        d_.probes.set_pod(p.uid, previous ? previous->pod().ips : std::vector<std::string>{});
+      });
+    } catch (const netns::NetnsError& ex) {
+      return fail("probe_failed", "cannot add pod " + who(p) + " to the host probe set", ex.what());
+    }
+    phases.mark("probes");
+    try {
+      d_.pods.put(pod);  // from here a new ztunnel's snapshot includes the pod
+      undo.add("agent state", [&] {
+        if (previous) {
+          d_.pods.put(*previous);
+        } else {
+          d_.pods.erase(p.uid);
+        }
+      });
+    } catch (const base::FileError& ex) {
+      return fail("state_failed", "cannot record pod " + who(p) + " in the run dir", ex.what());
+    }
+    phases.mark("state");
   }
-  phases.mark("probes");
-  try {
-    d_.pods.put(pod);  // from here a new ztunnel's snapshot includes the pod
-    undo.add("agent state", [&] { d_.pods.erase(p.uid); });
-  } catch (const base::FileError& ex) {
-    return fail("state_failed", "cannot record pod " + who(p) + " in the run dir", ex.what());
-  }
-  phases.mark("state");
   try {
     d_.ztunnel.add(workload(pod));
-    undo.add("ztunnel", [&] { d_.ztunnel.del(p.uid); });
+    // ztunnel held the pod before (same uid, same netns): it keeps it.
+    if (!previous) undo.add("ztunnel", [&] { d_.ztunnel.del(p.uid); });
   } catch (const ZdsError& ex) {
     auto out = fail("ztunnel_failed", "ztunnel did not take pod " + who(p), ex.what());
-    try {  // informational: the kubelet retries the sandbox
+    if (previous) return out;  // still enrolled as before, still "enabled"
+    // Informational: the kubelet retries the sandbox.
+    try {
       d_.status.set(p.namespace_, p.name, p.uid, contract::kRedirectionPending);
     } catch (const kube::ApiError& api) {
       d_.log->warn("pod {}: cannot mark it pending: {}", who(p), api.what());
@@ -215,13 +243,16 @@ void Enroller::release_locked(const EnrolledPod& pod, bool clear_annotation, boo
       d_.metrics.count_degraded("release_step_failed");
     }
   }
-  try {
-    d_.probes.set_pod(rec.uid, {});
-  } catch (const netns::NetnsError& e) {
-    d_.log->warn("pod {}: removing probe entries: {}", who(rec), e.what());
-    d_.metrics.count_degraded("release_step_failed");
+  {
+    std::shared_lock member(membership_);  // probe entries and table together (repair_probes)
+    try {
+      d_.probes.set_pod(rec.uid, {});
+    } catch (const netns::NetnsError& e) {
+      d_.log->warn("pod {}: removing probe entries: {}", who(rec), e.what());
+      d_.metrics.count_degraded("release_step_failed");
+    }
+    d_.pods.erase(rec.uid);
   }
-  d_.pods.erase(rec.uid);
   d_.metrics.set_enrolled_pods(d_.pods.size());
   if (clear_annotation) {
     try {
@@ -294,6 +325,16 @@ Enroller::Repair Enroller::repair(const std::string& uid) {
   }
 }
 
+netns::ProbeReconcileReport Enroller::repair_probes() {
+  std::unique_lock freeze(membership_);
+  std::vector<netns::ProbeEntry> desired;
+  for (const auto& p : d_.pods.all()) {
+    if (p.releasing) continue;  // its release removes its entries next, under the same hold
+    for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
+  }
+  return d_.probes.reconcile(desired);
+}
+
 std::vector<std::string> Enroller::pending() const {
   std::vector<std::string> out;
   for (const auto& p : d_.pods.all()) {
@@ -348,6 +389,7 @@ bool Enroller::restore(const Enrolment& e) {
     release_locked(pod, /*clear_annotation=*/false, /*touch_netns=*/false);
     return false;
   }
+  std::shared_lock member(membership_);  // probe entries and table together (repair_probes)
   try {
     d_.rules.apply(*pod.netns, plan_for(e.redirect, e.pod.ips));
     d_.probes.set_pod(e.pod.uid, e.pod.ips);

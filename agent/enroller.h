@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +74,13 @@ class Enroller {
   Repair repair(const std::string& uid);
   std::vector<std::string> pending() const;
 
+  // Makes the host probe set exactly the enrolled pods' IPs (pods being released left out).
+  // A pod's probe entries and its place in the table change together under a shared hold of
+  // membership_; this takes it exclusively, so the table it reads and the set it writes agree
+  // (an enrolment or release in between can neither be undone nor resurrected). Throws
+  // netns::NetnsError when the host set cannot be written.
+  netns::ProbeReconcileReport repair_probes();
+
   // A pod that is not enrolled but annotated "enabled" (a release whose annotation patch failed,
   // an agent killed between the two): istiod would send it HBONE. Removes the annotation under
   // the pod's lock, so an ADD in flight is never undone; false when the API refused (retry).
@@ -85,6 +93,7 @@ class Enroller {
   void mark(const rundir::PodRecord& p, std::string_view value);  // status annotation, best effort
 
   EnrollerDeps d_;
+  std::shared_mutex membership_;  // see repair_probes()
 };
 
 }  // namespace ambient::agent

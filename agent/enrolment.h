@@ -97,6 +97,8 @@ class ProbeStep {
   virtual ~ProbeStep() = default;
   // Afterwards the pod owns exactly `ips` in the host probe set (empty: none).
   virtual void set_pod(std::string_view uid, const std::vector<std::string>& ips) = 0;
+  // Makes the whole host set equal to `desired` (drift repair, restart).
+  virtual netns::ProbeReconcileReport reconcile(const std::vector<netns::ProbeEntry>& desired) = 0;
 };
 
 struct ZdsWorkload {

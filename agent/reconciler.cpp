@@ -340,13 +340,11 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
 }
 
 void Reconciler::repair_drift() {
-  std::vector<netns::ProbeEntry> desired;
   for (const auto& p : d_.pods.all()) {
-    for (const auto& ip : p.pod().ips) desired.push_back({p.uid(), ip});
     d_.enroller.repair(p.uid());  // under the pod's lock, re-checked there
   }
   try {
-    const auto report = d_.probes.reconcile(desired);
+    const auto report = d_.enroller.repair_probes();
     if (report.base_repaired || report.added || report.removed) {
       d_.metrics.count_repair("host_probe");
       d_.log->warn(

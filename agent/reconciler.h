@@ -24,7 +24,6 @@
 #include "agent/pod_table.h"
 #include "config/enrolment_policy.h"
 #include "config/kube_objects.h"
-#include "netns/host_probe.h"
 
 namespace ambient::agent {
 
@@ -42,7 +41,6 @@ struct ReconcilerOptions {
 struct ReconcilerDeps {
   PodTable& pods;
   Enroller& enroller;
-  netns::HostProbeSnat& probes;
   ApiPool& api;
   Informer::ClientFactory make_client;
   NetnsFinder& finder;

@@ -39,6 +39,9 @@ class HostProbeStep final : public ProbeStep {
   void set_pod(std::string_view uid, const std::vector<std::string>& ips) override {
     probes_.set_pod(uid, ips);
   }
+  netns::ProbeReconcileReport reconcile(const std::vector<netns::ProbeEntry>& desired) override {
+    return probes_.reconcile(desired);
+  }
 
  private:
   netns::HostProbeSnat& probes_;

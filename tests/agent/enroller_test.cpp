@@ -10,9 +10,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "agent/enroller.h"
 #include "config/constants.h"
@@ -28,6 +31,7 @@ namespace fs = std::filesystem;
 struct World {
   std::map<int, std::string> open;     // fd → netns path (the fake opener's handles)
   std::set<std::string> rules;         // netns paths with our rules
+  std::map<std::string, bool> dns;     // netns path → DNS capture in the rules applied last
   std::map<std::string, NetnsId> ids;  // the namespace a path names now (default: one per path)
   std::set<std::string> foreign;       // paths whose namespace holds none of the pod's IPs
   std::map<std::string, std::vector<std::string>> probes;  // pod uid → IPs
@@ -66,9 +70,10 @@ class FakeNetns final : public NetnsOpener {
 class FakeRules final : public RulesStep {
  public:
   explicit FakeRules(World& w) : w_(w) {}
-  void apply(const netns::NetnsHandle& ns, const netns::RedirectPlan&) override {
+  void apply(const netns::NetnsHandle& ns, const netns::RedirectPlan& plan) override {
     if (w_.fail == "rules") throw netns::NetnsError(netns::ErrorKind::Nftables, "nft: injected");
     w_.rules.insert(w_.open.at(ns.fd()));
+    w_.dns[w_.open.at(ns.fd())] = plan.options().dns_capture;
   }
   void remove(const netns::NetnsHandle& ns) override {
     if (w_.fail_undo.contains("rules")) {
@@ -100,6 +105,17 @@ class FakeProbes final : public ProbeStep {
       w_.probes[std::string(uid)] = ips;
     }
   }
+  netns::ProbeReconcileReport reconcile(const std::vector<netns::ProbeEntry>& desired) override {
+    if (on_reconcile) on_reconcile();
+    std::map<std::string, std::vector<std::string>> next;
+    for (const auto& e : desired) next[e.pod_uid].push_back(e.ip);
+    netns::ProbeReconcileReport report;
+    for (const auto& [uid, ips] : next) report.added += w_.probes.contains(uid) ? 0 : ips.size();
+    for (const auto& [uid, ips] : w_.probes) report.removed += next.contains(uid) ? 0 : ips.size();
+    w_.probes = std::move(next);
+    return report;
+  }
+  std::function<void()> on_reconcile;  // runs once the desired state is fixed
 
  private:
   World& w_;
@@ -228,6 +244,39 @@ INSTANTIATE_TEST_SUITE_P(
                       FailCase{"ztunnel", "ztunnel_failed", "ztunnel did not take"},
                       FailCase{"annotation", "annotation_failed", "as enabled"}),
     [](const auto& info) { return std::string(info.param.step); });
+
+// A pod's settings change (an annotation edit) and applying the new ones fails at some step:
+// the pod stays enrolled exactly as before, in every place, not erased or left without rules.
+class EnrollerFailsAReenrolment : public EnrollerTest,
+                                  public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(EnrollerFailsAReenrolment, KeepsThePreviousEnrolment) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  auto changed = e;
+  changed.redirect.dns_capture = false;
+  w_.fail = GetParam();
+  EXPECT_FALSE(enroller_->enrol(changed, Enroller::Source::kFound).ok);
+  w_.fail.clear();
+  const auto now = pods_->get(e.pod.uid);
+  ASSERT_TRUE(now.has_value()) << "the failed re-enrolment erased the pod from the table";
+  EXPECT_TRUE(now->enrolment.redirect.dns_capture);
+  EXPECT_FALSE(now->pending);
+  EXPECT_TRUE(w_.rules.contains(e.pod.netns)) << "rules removed";
+  EXPECT_TRUE(w_.dns.at(e.pod.netns)) << "the previous settings are not back in the netns";
+  EXPECT_EQ(w_.probes[e.pod.uid], e.pod.ips);
+  EXPECT_TRUE(w_.ztunnel.contains(e.pod.uid)) << "ztunnel was told to drop the pod";
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
+  const auto persisted = rundir::RunDir(dir_.string()).enrolled();
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_TRUE(persisted[0].redirect.dns_capture) << "the run dir holds the settings that failed";
+  // The next try with the new settings works from there.
+  ASSERT_TRUE(enroller_->enrol(changed, Enroller::Source::kFound).ok);
+  EXPECT_FALSE(w_.dns.at(e.pod.netns));
+}
+
+INSTANTIATE_TEST_SUITE_P(AtEachStep, EnrollerFailsAReenrolment,
+                         ::testing::Values("rules", "probes", "ztunnel", "annotation"));
 
 TEST_F(EnrollerTest, StateThatCannotBePersistedFailsTheEnrolmentCleanly) {
   std::ofstream(dir_ / "enrolled") << "a file where the state directory should be";
@@ -365,6 +414,60 @@ TEST_F(EnrollerTest, DriftRepairLeavesAPodReleasedMeanwhileAlone) {
   enroller_->release(e.pod.uid, true);
   EXPECT_EQ(enroller_->repair(e.pod.uid), Enroller::Repair::kGone);
   EXPECT_FALSE(w_.rules.contains(e.pod.netns)) << "rules re-applied to a released pod";
+}
+
+// The host probe set is repaired from the table; an enrolment or a release that runs while the
+// repair holds its picture of the table must win (the chaos soak's leaked probe entry).
+class ProbeRepairRace : public EnrollerTest {
+ protected:
+  // Runs `concurrent` on another thread while repair_probes() is between reading the table and
+  // writing the host set, and gives it time to finish there if nothing holds it back.
+  void race(const std::function<void()>& concurrent) {
+    std::promise<void> entered;
+    std::promise<void> go;
+    auto go_f = go.get_future().share();
+    probes_.on_reconcile = [&] {
+      entered.set_value();
+      go_f.wait();
+    };
+    std::thread repair([&] { enroller_->repair_probes(); });
+    entered.get_future().wait();
+    std::thread other(concurrent);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    go.set_value();
+    repair.join();
+    other.join();
+    probes_.on_reconcile = nullptr;
+  }
+};
+
+TEST_F(ProbeRepairRace, APodReleasedMeanwhileKeepsNoProbeEntry) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  race([&] { enroller_->release(e.pod.uid, true); });
+  EXPECT_FALSE(w_.probes.contains(e.pod.uid)) << "the repair gave a released pod its entry back";
+  expect_nothing_left(e);
+}
+
+TEST_F(ProbeRepairRace, APodEnrolledMeanwhileKeepsItsProbeEntry) {
+  const auto e = pod("web");
+  race([&] { EXPECT_TRUE(enroller_->enrol(e).ok); });
+  ASSERT_TRUE(pods_->get(e.pod.uid).has_value());
+  EXPECT_TRUE(w_.probes.contains(e.pod.uid)) << "the repair removed a new pod's entry";
+}
+
+TEST_F(EnrollerTest, ProbeRepairLeavesPodsBeingReleasedOut) {
+  const auto a = pod("a");
+  auto b = pod("b", "sb-b");
+  b.pod.ips = {"10.0.0.6"};
+  ASSERT_TRUE(enroller_->enrol(a).ok);
+  ASSERT_TRUE(enroller_->enrol(b).ok);
+  pods_->mark_releasing(b.pod.uid);
+  w_.probes.clear();  // drifted
+  const auto report = enroller_->repair_probes();
+  EXPECT_EQ(report.added, 1u);
+  EXPECT_EQ(w_.probes[a.pod.uid], a.pod.ips);
+  EXPECT_FALSE(w_.probes.contains(b.pod.uid));
 }
 
 TEST_F(EnrollerTest, AReleaseDecidedForAnOlderSandboxSparesTheNewOne) {
