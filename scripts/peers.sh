@@ -5,10 +5,19 @@
 #   scripts/peers.sh ztunnel          build (or reuse) Istio's ztunnel; prints the binary's path last
 #   scripts/peers.sh istio            fetch (or reuse) Istio's source (the istio.io/istio Go module);
 #                                     prints its folder last
-#   scripts/peers.sh path ztunnel|istio  print the cached path, or fail if it is not there
+#   scripts/peers.sh kubernetes       build (or reuse) kube-apiserver, kube-controller-manager,
+#                                     kube-scheduler, kubelet and kubectl of one Kubernetes release
+#                                     from Go modules; prints their bin/ folder last
+#   scripts/peers.sh etcd             build (or reuse) the etcd server from Go modules; prints its
+#                                     bin/ folder last
+#   scripts/peers.sh path ztunnel|istio|kubernetes|etcd
+#                                     print the cached path, or fail if it is not there
 #
-# Cache: $AMBIENT_PEERS_CACHE (default /var/cache/ambient-cni/peers)/<name>-<version>/.
+# Cache: $AMBIENT_PEERS_CACHE (default /var/cache/ambient-cni/peers)/<name>-<version>/; the Go
+# targets share its go-mod/ (module downloads) and go-build/ (Go's build cache), so a rebuild on
+# the same machine compiles only what changed. Go builds run at nice 10 (2-core machines).
 # Sources: shared/peers beside the clone (or $AMBIENT_PEERS_SRC) for ztunnel; registries for the rest.
+# Go: the one on the PATH (>= 1.26); GOTOOLCHAIN is forced to local unless it names a version.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${AMBIENT_PEERS_CACHE:-/var/cache/ambient-cni/peers}"
@@ -36,6 +45,13 @@ ZTUNNEL_VERSION=1.31.0-rc.0
 # module zip: the tests read its testdata (nftables goldens), the benchmark builds its CNI.
 ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
 ISTIO_ZIP_SHA256=2bc363619587a8b126791013a97f4c6fefbacbf475fba98a72d79601d7403225
+# k8s.io/kubernetes as the Go module proxy serves it; its staging modules (k8s.io/api, client-go,
+# ...) are the published v0.<minor>.<patch> of the same release. 1.34 needs Go >= 1.24 only; its
+# own kubectl is built too, as kubectl 1.32 is two minors behind (outside the +/-1 skew it supports).
+KUBERNETES_VERSION=v1.34.4
+KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+# The etcd server (go.etcd.io/etcd/server/v3); the newest 3.6 patch served; Go >= 1.26.0.
+ETCD_VERSION=v3.6.16
 
 say() { echo "==> peers: $*" >&2; }
 die() { echo "peers: $*" >&2; exit 1; }
@@ -43,6 +59,8 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing ($2)"; }
 
 ztunnel_dir() { echo "$cache/ztunnel-$ZTUNNEL_VERSION"; }
 istio_dir() { echo "$cache/istio-$ISTIO_VERSION"; }
+kubernetes_dir() { echo "$cache/kubernetes-$KUBERNETES_VERSION"; }
+etcd_dir() { echo "$cache/etcd-$ETCD_VERSION"; }
 
 # Cargo.toml names an optional git dependency (boring-rustls-provider, for the tls-boring
 # feature only) and Cargo.lock lists its git packages; git hosts cannot be reached. The copy
@@ -175,16 +193,233 @@ fetch_istio() {
   echo "$src"
 }
 
+# --- Go-built peers (Kubernetes, etcd) -------------------------------------------------------
+# Module downloads and Go's build cache live in the peers cache and are shared by the targets.
+go_setup() {
+  need go "Go >= 1.26 on the PATH"
+  export GOMODCACHE="$cache/go-mod" GOCACHE="$cache/go-build"
+  # -modcacherw leaves the module cache deletable with rm -rf.
+  export GOFLAGS="-mod=mod -modcacherw -buildvcs=false" GOWORK=off CGO_ENABLED=0
+  # Only a named toolchain (GOTOOLCHAIN=go1.27.3) may be fetched; otherwise the Go on the PATH.
+  [[ ${GOTOOLCHAIN:-} == go1.* ]] || export GOTOOLCHAIN=local
+  # "direct" means git hosts, which cannot be reached: a module the proxy lacks fails at once.
+  local p proxies=()
+  IFS=',|' read -r -a p <<<"${GOPROXY:-}"
+  for p in "${p[@]}"; do [[ -n $p && $p != direct && $p != off ]] && proxies+=("$p"); done
+  ((${#proxies[@]})) || proxies=(https://proxy.golang.org)
+  GOPROXY=$(IFS=,; echo "${proxies[*]}")
+  export GOPROXY
+  mkdir -p "$GOMODCACHE" "$GOCACHE"
+}
+
+go_built() {  # dir binary... → true when BUILD-INFO and every bin/<binary> are there
+  local dir=$1 b
+  shift
+  [[ -f "$dir/BUILD-INFO" ]] || return 1
+  for b; do [[ -x "$dir/bin/$b" ]] || return 1; done
+}
+
+# Runs a command at nice 10, its output appended to a log, saying every 30 s how long it has run.
+# On failure: the log's last lines, and a plain word for a module the proxy does not serve or a
+# Go that is too old.
+go_run() {  # label log command...
+  local label=$1 log=$2 t0=$SECONDS pid rc=0 i=0
+  shift 2
+  echo "+ $*" >>"$log"
+  nice -n 10 "$@" >>"$log" 2>&1 &
+  pid=$!
+  trap 'kill "$pid" 2>/dev/null' EXIT
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( ++i % 30 == 0 )); then say "  $label: still running, $((SECONDS - t0))s"; fi
+  done
+  wait "$pid" || rc=$?
+  trap - EXIT
+  ((rc == 0)) && return 0
+  tail -n 25 "$log" | sed 's/^/    /' >&2
+  local missing
+  missing=$(grep -oE '[a-zA-Z0-9._/-]+@v[^: ]+: (reading [^ ]+: )?(403|404|410)[^"]*|[a-zA-Z0-9._/-]+@v[^: ]+: invalid version: [^"]*' "$log" | sort -u | head -5 || true)
+  [[ -n $missing ]] && die "$label: a module is not served by $GOPROXY: $missing (full log: $log)"
+  if grep -qE 'requires go >= ' "$log"; then
+    die "$label: $(grep -oE '[^ ]+ requires go >= [^ ;)]+' "$log" | head -1) but go is $(go env GOVERSION); pick a release that needs no newer Go, or export GOTOOLCHAIN=go1.27.3 (the one approved newer Go, fetched from the module proxy) (full log: $log)"
+  fi
+  die "$label failed (exit $rc); full log: $log"
+}
+
+# Downloads module@version into the module cache; prints the path of its go.mod, then its folder.
+go_module() {  # module version log
+  local json
+  say "  go mod download $1@$2"
+  echo "+ go mod download -json $1@$2" >>"$3"
+  if ! json=$(cd / && nice -n 10 go mod download -json "$1@$2" 2>>"$3"); then
+    die "$1@$2 is not served by $GOPROXY: $(sed -n 's/.*"Error": "\(.*\)".*/\1/p' <<<"$json" | head -1 | sed 's/\\n\\t*/ /g')"
+  fi
+  sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$json"
+  sed -n 's/.*"Dir": "\(.*\)".*/\1/p' <<<"$json"
+}
+
+go_line() { awk '$1 == "go" { print $2; exit }' "$1"; }  # go.mod → its go version
+
+go_write_build_info() {  # dir name version took extra-lines...
+  local dir=$1 name=$2 version=$3 took=$4 b
+  shift 4
+  {
+    echo "name: $name"
+    echo "version: $version"
+    printf '%s\n' "$@"
+    echo "go: $(go env GOVERSION) $(go env GOOS)/$(go env GOARCH) CGO_ENABLED=$CGO_ENABLED"
+    echo "flags: -trimpath -ldflags '-s -w -X ...' (the -X values: build.log)"
+    echo "go_proxy: $GOPROXY"
+    for b in "$dir"/bin/*; do echo "binary: $(basename "$b") $(stat -c %s "$b") bytes"; done
+    echo "build_seconds: $took"
+    echo "built: $(date -u +%FT%TZ)"
+  } >"$dir/BUILD-INFO"
+}
+
+# Kubernetes' commands from the k8s.io/kubernetes module. Its go.mod points each k8s.io/* staging
+# module at ./staging/src/..., which a consumer module does not see, and requires them at v0.0.0,
+# which is not published; so the consumer module in $dir/module replaces each with the published
+# v0.<minor>.<patch> of the same release, then builds k8s.io/kubernetes/cmd/<binary>.
+build_kubernetes() {
+  local dir ver minor staging log start mod gover b t0 took
+  dir="$(kubernetes_dir)"
+  ver=$KUBERNETES_VERSION
+  if go_built "$dir" "${KUBERNETES_BINARIES[@]}"; then
+    say "kubernetes $ver cached at $dir/bin"
+    echo "$dir/bin"
+    return 0
+  fi
+  go_setup
+  start=$SECONDS
+  rm -rf "$dir/bin" "$dir/BUILD-INFO" "$dir/module"
+  mkdir -p "$dir/bin" "$dir/module"
+  log="$dir/build.log"
+  : >"$log"
+  say "kubernetes $ver: modules from $GOPROXY into $GOMODCACHE (log: $log)"
+  mod=$(go_module k8s.io/kubernetes "$ver" "$log")
+  mod=${mod%%$'\n'*}
+  [[ -f $mod ]] || die "kubernetes: no go.mod for k8s.io/kubernetes@$ver"
+  minor=${ver#v1.}
+  minor=${minor%%.*}
+  staging="v0.${ver#v1.}"
+  local modules=()
+  mapfile -t modules < <(awk '$2 == "=>" && $3 ~ /^\.\/staging\/src\// { print $1 }' "$mod")
+  ((${#modules[@]})) || die "kubernetes: k8s.io/kubernetes@$ver's go.mod replaces no staging module; this script expects it to"
+  gover=$(go_line "$mod")
+  {
+    echo "// Written by scripts/peers.sh: builds k8s.io/kubernetes $ver's commands. Not part of ambient-cni."
+    echo "module ambient-cni-peers/kubernetes"
+    echo
+    echo "go $gover"
+    grep -E '^godebug ' "$mod" || true
+    echo
+    echo "require k8s.io/kubernetes $ver"
+    echo
+    echo "// k8s.io/kubernetes's own go.mod points these at ./staging/src; use the published modules."
+    echo "replace ("
+    for b in "${modules[@]}"; do printf '\t%s => %s %s\n' "$b" "$b" "$staging"; done
+    echo ")"
+  } >"$dir/module/go.mod"
+  say "kubernetes $ver: ${#modules[@]} staging modules replaced by $staging; resolving the dependencies of ${KUBERNETES_BINARIES[*]}"
+  local pkgs=()
+  for b in "${KUBERNETES_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@$ver"); done
+  (cd "$dir/module" && go_run "kubernetes: go get" "$log" go get "${pkgs[@]}")
+  say "kubernetes $ver: modules resolved ($((SECONDS - start))s, $(grep -c '^go: downloading' "$log" || true) downloaded)"
+  # The version stamps Kubernetes' own build (hack/lib/version.sh) sets. The module proxy gives no
+  # commit, so gitCommit stays empty.
+  local ldflags="-s -w" p date
+  date=$(date -u +%FT%TZ)
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ldflags+=" -X $p.buildDate=$date -X $p.gitCommit="
+  done
+  local i=0 n=${#KUBERNETES_BINARIES[@]} times=()
+  for b in "${KUBERNETES_BINARIES[@]}"; do
+    i=$((i + 1))
+    t0=$SECONDS
+    say "kubernetes $ver: building $b ($i/$n, $((t0 - start))s elapsed)"
+    (cd "$dir/module" && go_run "kubernetes: go build $b" "$log" \
+      go build -trimpath -ldflags "$ldflags" -o "$dir/bin/$b" "k8s.io/kubernetes/cmd/$b")
+    [[ -x "$dir/bin/$b" ]] || die "kubernetes: go build left no $dir/bin/$b; see $log"
+    times+=("binary_seconds: $b $((SECONDS - t0))")
+    say "kubernetes $ver: $b built in $((SECONDS - t0))s, $(du -h "$dir/bin/$b" | cut -f1) ($((SECONDS - start))s elapsed)"
+  done
+  took=$((SECONDS - start))
+  go_write_build_info "$dir" kubernetes "$ver" "$took" \
+    "module: k8s.io/kubernetes@$ver" \
+    "staging_modules: ${#modules[@]} replaced by k8s.io/<name> $staging (module/go.mod)" \
+    "${times[@]}"
+  say "kubernetes $ver built in ${took}s at $dir/bin"
+  echo "$dir/bin"
+}
+
+# The etcd server: go.etcd.io/etcd/server/v3's root package is etcd's main (etcd's own build
+# script builds ./server). Should a release ship without it, a three-line main calling
+# etcdmain.Main is written into the consumer module instead.
+build_etcd() {
+  local dir ver log start mod moddir gover pkg
+  dir="$(etcd_dir)"
+  ver=$ETCD_VERSION
+  if go_built "$dir" etcd; then
+    say "etcd $ver cached at $dir/bin"
+    echo "$dir/bin"
+    return 0
+  fi
+  go_setup
+  start=$SECONDS
+  rm -rf "$dir/bin" "$dir/BUILD-INFO" "$dir/module"
+  mkdir -p "$dir/bin" "$dir/module"
+  log="$dir/build.log"
+  : >"$log"
+  say "etcd $ver: modules from $GOPROXY into $GOMODCACHE (log: $log)"
+  mod=$(go_module go.etcd.io/etcd/server/v3 "$ver" "$log")
+  moddir=${mod#*$'\n'}
+  mod=${mod%%$'\n'*}
+  [[ -f $mod ]] || die "etcd: no go.mod for go.etcd.io/etcd/server/v3@$ver"
+  gover=$(go_line "$mod")
+  {
+    echo "// Written by scripts/peers.sh: builds the etcd server $ver. Not part of ambient-cni."
+    echo "module ambient-cni-peers/etcd"
+    echo
+    echo "go $gover"
+    echo
+    echo "require go.etcd.io/etcd/server/v3 $ver"
+  } >"$dir/module/go.mod"
+  pkg=go.etcd.io/etcd/server/v3
+  if ! grep -qs 'etcdmain.Main' "$moddir/main.go"; then
+    pkg=.
+    printf '%s\n' 'package main' '' 'import (' '	"os"' '' '	"go.etcd.io/etcd/server/v3/etcdmain"' ')' '' \
+      'func main() { etcdmain.Main(os.Args) }' >"$dir/module/main.go"
+    say "etcd $ver: the server module has no main; building a consumer main calling etcdmain.Main"
+  fi
+  (cd "$dir/module" && go_run "etcd: go get" "$log" go get "go.etcd.io/etcd/server/v3@$ver")
+  say "etcd $ver: modules resolved ($((SECONDS - start))s, $(grep -c '^go: downloading' "$log" || true) downloaded); building etcd"
+  (cd "$dir/module" && go_run "etcd: go build etcd" "$log" \
+    go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ver" -o "$dir/bin/etcd" "$pkg")
+  [[ -x "$dir/bin/etcd" ]] || die "etcd: go build left no $dir/bin/etcd; see $log"
+  local took=$((SECONDS - start))
+  go_write_build_info "$dir" etcd "$ver" "$took" "module: go.etcd.io/etcd/server/v3@$ver (package $pkg)"
+  say "etcd $ver built in ${took}s, $(du -h "$dir/bin/etcd" | cut -f1) at $dir/bin/etcd"
+  echo "$dir/bin"
+}
+
 case "${1:-}" in
   ztunnel) build_ztunnel ;;
   istio) fetch_istio ;;
+  kubernetes) build_kubernetes ;;
+  etcd) build_etcd ;;
   path)
     case "${2:-}" in
       ztunnel) [[ -x "$(ztunnel_dir)/bin/ztunnel" ]] || die "ztunnel is not built: run scripts/peers.sh ztunnel"
                echo "$(ztunnel_dir)/bin/ztunnel" ;;
       istio) [[ -f "$(istio_dir)/FETCH-INFO" ]] || die "istio is not fetched: run scripts/peers.sh istio"
              echo "$(istio_dir)/src" ;;
-      *) die "usage: scripts/peers.sh path ztunnel|istio" ;;
+      kubernetes) go_built "$(kubernetes_dir)" "${KUBERNETES_BINARIES[@]}" ||
+                    die "kubernetes $KUBERNETES_VERSION is not built: run scripts/peers.sh kubernetes"
+                  echo "$(kubernetes_dir)/bin" ;;
+      etcd) go_built "$(etcd_dir)" etcd || die "etcd $ETCD_VERSION is not built: run scripts/peers.sh etcd"
+            echo "$(etcd_dir)/bin" ;;
+      *) die "usage: scripts/peers.sh path ztunnel|istio|kubernetes|etcd" ;;
     esac ;;
-  *) echo "usage: scripts/peers.sh ztunnel | istio | path ztunnel|istio" >&2; exit 2 ;;
+  *) echo "usage: scripts/peers.sh ztunnel | istio | kubernetes | etcd | path ztunnel|istio|kubernetes|etcd" >&2; exit 2 ;;
 esac
