@@ -195,7 +195,12 @@ TEST_P(Manifests, EveryConfigurationKeyIsAFlagOfRun) {
     names.push_back(e["name"]);
   }
   ASSERT_GT(names.size(), 10u);
+  const auto in_cluster = testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "kube/kubeconfig.cpp");
   for (const auto& n : names) {
+    if (n.starts_with("KUBERNETES_SERVICE_")) {  // the kubelet's own variables, read in-cluster
+      EXPECT_NE(in_cluster.find("getenv(\"" + n + "\")"), std::string::npos) << n;
+      continue;
+    }
     EXPECT_NE(help.out.find("(Env:" + n + ")"), std::string::npos) << n << " is not read by run";
   }
 }
@@ -360,11 +365,47 @@ INSTANTIATE_TEST_SUITE_P(
                                "/var/lib/rancher/k3s/agent/etc/cni/net.d", "chained"},
                       Platform{"overlays/gke", "/home/kubernetes/bin", "/etc/cni/net.d", "chained"},
                       Platform{"overlays/openshift", "/var/lib/cni/bin",
-                               "/etc/kubernetes/cni/net.d", "owned"}),
+                               "/etc/kubernetes/cni/net.d", "owned"},
+                      Platform{"overlays/testbed", "/opt/cni/bin", "/etc/cni/net.d", "chained"}),
     [](const auto& info) {
       auto n = info.param.dir.substr(info.param.dir.rfind('/') + 1);
       return n;
     });
+
+// scripts/cluster.sh's node has no kube-proxy and no registry: the testbed overlay may change the
+// API address and the pull policy, add the namespace Istio would have made, and nothing else.
+TEST(PlatformManifests, TheTestbedOverlayChangesOnlyTheApiAddressAndThePullPolicy) {
+  const auto base = render("base");
+  auto testbed = render("overlays/testbed");
+  auto& container = testbed.objects;
+  std::vector<json> rest;
+  for (auto& o : container) {
+    if (o["kind"] == "Namespace") {
+      EXPECT_EQ(o["metadata"]["name"], "istio-system");
+      continue;
+    }
+    if (o["kind"] == "DaemonSet") {
+      auto& c = o["spec"]["template"]["spec"]["containers"][0];
+      EXPECT_EQ(c["imagePullPolicy"], "Never");
+      c["imagePullPolicy"] = "IfNotPresent";
+      json env = json::array();
+      std::map<std::string, std::string> added;
+      for (const auto& e : c["env"]) {
+        const std::string name = e["name"];
+        if (name.starts_with("KUBERNETES_SERVICE_")) {
+          added[name] = e["value"];
+        } else {
+          env.push_back(e);
+        }
+      }
+      EXPECT_EQ(added, (std::map<std::string, std::string>{{"KUBERNETES_SERVICE_HOST", "10.77.0.1"},
+                                                           {"KUBERNETES_SERVICE_PORT", "6443"}}));
+      c["env"] = env;
+    }
+    rest.push_back(o);
+  }
+  EXPECT_EQ(json(rest), json(base.objects));
+}
 
 TEST(PlatformManifests, GkeAdmitsNodeCriticalPodsOutsideKubeSystem) {
   const auto quota = render("overlays/gke").one("ResourceQuota");
