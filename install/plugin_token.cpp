@@ -44,10 +44,6 @@ TokenRequester::TokenRequester(TokenRequestOptions options, ClientFactory client
         "plugin token: lifetime {} s is shorter than the {} s the Kubernetes API accepts",
         options_.lifetime.count(), kMinTokenLifetime.count()));
   }
-  if (options_.bound_pod_name.empty() != options_.bound_pod_uid.empty()) {
-    throw InstallError(
-        "plugin token: binding to our pod needs both its name (POD_NAME) and uid (POD_UID)");
-  }
 }
 
 std::string TokenRequester::token() {
@@ -56,21 +52,40 @@ std::string TokenRequester::token() {
   if (!token_.empty() && now < renew_at_) return token_;
 
   const std::string who = options_.namespace_name + "/" + options_.service_account;
-  nlohmann::json spec = {{"expirationSeconds", options_.lifetime.count()}};
-  if (!options_.bound_pod_name.empty()) {
-    spec["boundObjectRef"] = {{"apiVersion", "v1"},
-                              {"kind", "Pod"},
-                              {"name", options_.bound_pod_name},
-                              {"uid", options_.bound_pod_uid}};
-  }
-  const nlohmann::json request = {
-      {"apiVersion", "authentication.k8s.io/v1"}, {"kind", "TokenRequest"}, {"spec", spec}};
   const std::string path = fmt::format("/api/v1/namespaces/{}/serviceaccounts/{}/token",
                                        options_.namespace_name, options_.service_account);
-  try {
+  const auto ask = [&](bool bound) {
+    nlohmann::json spec = {{"expirationSeconds", options_.lifetime.count()}};
+    if (bound) {
+      spec["boundObjectRef"] = {
+          {"apiVersion", "v1"}, {"kind", "Node"}, {"name", options_.bound_node}};
+    }
     ++requests_;
     if (!client_) client_.emplace(client_factory_());
-    const auto answer = client_->create(path, request);
+    return client_->create(
+        path,
+        {{"apiVersion", "authentication.k8s.io/v1"}, {"kind", "TokenRequest"}, {"spec", spec}});
+  };
+  try {
+    bool bound = !options_.bound_node.empty() && !node_binding_refused_;
+    nlohmann::json answer;
+    try {
+      answer = ask(bound);
+    } catch (const kube::ApiError& e) {
+      // "cannot bind token to a Node object as the "ServiceAccountTokenNodeBinding" feature-gate
+      // is disabled": an older or restricted API server. Anything else is a real refusal.
+      if (!bound || e.http_status() != 400 ||
+          std::string_view(e.what()).find("feature-gate") == std::string_view::npos) {
+        throw;
+      }
+      log_->warn(
+          "plugin token: this API server cannot bind tokens to nodes ({}); the plugin's tokens "
+          "are unbound, valid for their lifetime only",
+          e.what());
+      node_binding_refused_ = true;
+      bound = false;
+      answer = ask(false);
+    }
     const auto* status =
         answer.contains("status") && answer["status"].is_object() ? &answer["status"] : nullptr;
     if (status == nullptr || !status->contains("token") || !(*status)["token"].is_string() ||
@@ -89,7 +104,7 @@ std::string TokenRequester::token() {
     renew_at_ = now + std::chrono::duration_cast<Clock::duration>((expires_ - now) * kTokenRenewAt);
     log_->info(
         "plugin token: requested for serviceaccount {} ({}), valid for {} s, renewed in {} s", who,
-        options_.bound_pod_name.empty() ? "unbound" : "bound to pod " + options_.bound_pod_name,
+        bound ? "bound to node " + options_.bound_node : std::string("unbound"),
         std::chrono::duration_cast<std::chrono::seconds>(expires_ - now).count(),
         std::chrono::duration_cast<std::chrono::seconds>(renew_at_ - now).count());
     return token_;

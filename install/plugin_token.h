@@ -2,7 +2,9 @@
 // its kubeconfig must not carry the node agent's token (which may patch pods/status and request
 // tokens). The node agent asks the API for a short-lived token of a dedicated service account
 // (TokenRequest, POST serviceaccounts/{name}/token) whose RBAC is get pods and namespaces, bound
-// to the agent's own pod so it dies with it, and renews it before it expires.
+// to this node's Node object, and renews it before it expires. (Not to the agent's pod: the API
+// binds a token to a pod only for the service account that pod runs as — found on a real
+// kube-apiserver, decision 013.)
 #pragma once
 
 #include <chrono>
@@ -27,10 +29,11 @@ struct TokenRequestOptions {
   std::string service_account;  // e.g. ambient-cni-plugin
   // Asked for as expirationSeconds; the API server may shorten it (never below 10 minutes).
   std::chrono::seconds lifetime{3600};
-  // The pod the token is bound to (metadata.name + metadata.uid of our own pod); both empty = an
-  // unbound token.
-  std::string bound_pod_name;
-  std::string bound_pod_uid;
+  // The Node the token is bound to (NODE_NAME): it is invalid once the node object is gone.
+  // Empty = an unbound token. An API server that cannot bind to nodes (the
+  // ServiceAccountTokenNodeBinding feature, on by default since Kubernetes 1.31, turned off) is
+  // asked for an unbound token instead, with a warning.
+  std::string bound_node;
   // Told "plugin_token_renewal_failed" (a valid token kept) or "plugin_token_unavailable" (none):
   // the agent counts these as degraded modes.
   std::function<void(const std::string&)> degraded;
@@ -47,8 +50,8 @@ class TokenRequester {
   using Clock = std::chrono::system_clock;
   using ClientFactory = std::function<kube::Client()>;
 
-  // Throws InstallError for options the API would refuse (no name, lifetime < 10 minutes, half a
-  // bound pod). No API call happens before the first token().
+  // Throws InstallError for options the API would refuse (no name, lifetime < 10 minutes). No API
+  // call happens before the first token().
   TokenRequester(TokenRequestOptions options, ClientFactory client,
                  std::shared_ptr<spdlog::logger> log, std::function<Clock::time_point()> now = {});
 
@@ -73,6 +76,7 @@ class TokenRequester {
   Clock::time_point expires_{};
   Clock::time_point renew_at_{};
   std::uint64_t requests_ = 0;
+  bool node_binding_refused_ = false;  // the API cannot bind to nodes: unbound from then on
 };
 
 }  // namespace ambient::install

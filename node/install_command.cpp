@@ -63,7 +63,7 @@ void add_install_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("install", "Install the plugin on this node and exit");
   add_host_options(cmd, c->host);
   add_node_config_options(cmd, c->node);
-  add_plugin_token_options(cmd, c->token);
+  add_plugin_token_options(cmd, c->token, /*with_node_name=*/true);
   cmd->add_option(
          "--kubeconfig", c->kubeconfig,
          "this component's API access, to request the plugin's token (default: in-cluster)")

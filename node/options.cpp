@@ -52,7 +52,7 @@ void add_host_options(CLI::App* cmd, HostFlags& h) {
       ->capture_default_str();
 }
 
-void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t) {
+void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t, bool with_node_name) {
   cmd->add_option("--plugin-service-account", t.service_account,
                   "service account whose token the plugin's kubeconfig carries (requested with "
                   "TokenRequest; RBAC: get pods, namespaces); empty: this component's own token")
@@ -62,10 +62,11 @@ void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t) {
       ->envname("AMBIENT_PLUGIN_TOKEN_SECONDS")
       ->check(CLI::Range(600, 86400 * 365))
       ->capture_default_str();
-  cmd->add_option("--pod-name", t.pod_name, "this pod's name (the plugin's token is bound to it)")
-      ->envname("POD_NAME");
-  cmd->add_option("--pod-uid", t.pod_uid, "this pod's uid (the plugin's token is bound to it)")
-      ->envname("POD_UID");
+  if (with_node_name) {
+    cmd->add_option("--node-name", t.node_name,
+                    "this node's name (the plugin's token is bound to it)")
+        ->envname("NODE_NAME");
+  }
 }
 
 void add_node_config_options(CLI::App* cmd, NodeFlags& n) {
@@ -149,8 +150,7 @@ install::InstallerOptions installer_options(const HostFlags& h, config::NodeConf
     t.namespace_name = node.pod_namespace;
     t.service_account = token.service_account;
     t.lifetime = std::chrono::seconds(token.lifetime_seconds);
-    t.bound_pod_name = token.pod_name;
-    t.bound_pod_uid = token.pod_uid;
+    t.bound_node = token.node_name;
     t.degraded = std::move(degraded);
     if (!log) log = spdlog::default_logger();
     auto requester = std::make_shared<install::TokenRequester>(

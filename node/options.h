@@ -54,12 +54,12 @@ struct HostFlags {
 struct PluginTokenFlags {
   std::string service_account;  // empty: the plugin gets the node component's token (warned)
   int lifetime_seconds = 3600;
-  std::string pod_name;  // our pod (downward API): the token is bound to it
-  std::string pod_uid;
+  std::string node_name;  // the token is bound to this Node (NODE_NAME)
 };
 
 void add_host_options(CLI::App* cmd, HostFlags& h);
-void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t);
+// with_node_name: the command has no --node-name of its own (run takes its agent's).
+void add_plugin_token_options(CLI::App* cmd, PluginTokenFlags& t, bool with_node_name);
 void add_node_config_options(CLI::App* cmd, NodeFlags& n);
 void add_run_dir_option(CLI::App* cmd, std::string& run_dir);
 void add_log_level_option(CLI::App* cmd, std::string& level);

@@ -52,6 +52,7 @@ int run_run(RunCmd& c, bool plugin_config_given) {
     // Built once: the watcher counts reverts of our installation into the agent's /metrics.
     c.agent.metrics = std::make_shared<agent::Metrics>();
 
+    c.token.node_name = c.agent.node_name;
     install::Installer installer(
         installer_options(c.host, node, c.token, c.agent.kubeconfig, log,
                           [metrics = c.agent.metrics](const std::string& what) {
@@ -117,7 +118,7 @@ void add_run_command(CLI::App& app) {
       "run", "Install, keep installed, and run the agent (the DaemonSet's entry point)");
   add_host_options(cmd, c->host);
   add_node_config_options(cmd, c->node);
-  add_plugin_token_options(cmd, c->token);
+  add_plugin_token_options(cmd, c->token, /*with_node_name=*/false);
   add_agent_options(cmd, c->agent, c->log_level);
   cmd->add_option("--host-proc-dir", c->host_proc_dir,
                   "the host's /proc (the agent finds running pods' netns there)")

@@ -28,9 +28,7 @@ class PluginToken : public ::testing::Test {
   void SetUp() override {
     api_ = std::make_unique<ApiServerStandin>(api_options());
     api_->add_service_account("istio-system", "ambient-cni-plugin");
-    api_->put({{"kind", "Pod"},
-               {"metadata",
-                {{"name", "ambient-cni-node-x1"}, {"namespace", "istio-system"}, {"uid", "u-1"}}}});
+    api_->add_node("node-a", "u-1");
     api_->start();
     log_ = std::make_shared<spdlog::logger>(
         "token", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text_));
@@ -40,8 +38,7 @@ class PluginToken : public ::testing::Test {
     TokenRequestOptions o;
     o.namespace_name = "istio-system";
     o.service_account = "ambient-cni-plugin";
-    o.bound_pod_name = "ambient-cni-node-x1";
-    o.bound_pod_uid = "u-1";
+    o.bound_node = "node-a";
     o.degraded = [this](const std::string& what) { degraded_.push_back(what); };
     return o;
   }
@@ -87,19 +84,18 @@ TEST_F(PluginToken, AsksForABoundTokenOnceAndCachesIt) {
   ASSERT_EQ(issued.size(), 1u);
   EXPECT_EQ(issued[0].token, token);
   EXPECT_EQ(issued[0].expiration_seconds, 3600);
-  EXPECT_EQ(issued[0].bound_pod_uid, "u-1");
+  EXPECT_EQ(issued[0].bound_kind, "Node");
+  EXPECT_EQ(issued[0].bound_uid, "u-1");
   for (const auto& req : api_->requests()) {
     if (req.path != kTokenPath) continue;
     const auto body = json::parse(req.body);
     EXPECT_EQ(body["kind"], "TokenRequest");
     EXPECT_EQ(body["apiVersion"], "authentication.k8s.io/v1");
-    EXPECT_EQ(body["spec"]["boundObjectRef"], json({{"apiVersion", "v1"},
-                                                    {"kind", "Pod"},
-                                                    {"name", "ambient-cni-node-x1"},
-                                                    {"uid", "u-1"}}));
+    EXPECT_EQ(body["spec"]["boundObjectRef"],
+              json({{"apiVersion", "v1"}, {"kind", "Node"}, {"name", "node-a"}}));
   }
   EXPECT_EQ(log().find(token), std::string::npos) << "the token was logged";
-  EXPECT_NE(log().find("bound to pod ambient-cni-node-x1"), std::string::npos) << log();
+  EXPECT_NE(log().find("bound to node node-a"), std::string::npos) << log();
 }
 
 TEST_F(PluginToken, RenewsOnceFourFifthsOfTheGrantedLifetimeHavePassed) {
@@ -173,20 +169,70 @@ TEST_F(PluginToken, NoTokenAtAllIsAnErrorThatNamesTheServiceAccountAndTheAnswer)
             (std::vector<std::string>{"plugin_token_unavailable", "plugin_token_unavailable"}));
 }
 
-TEST_F(PluginToken, ABindingToAPodThatIsNotOursIsRefusedByTheApi) {
+TEST_F(PluginToken, ABindingToANodeThatIsNotThereIsRefusedByTheApi) {
   auto o = options();
-  o.bound_pod_uid = "u-other";  // our pod was replaced under the same name
-  EXPECT_THROW(requester(o)->token(), InstallError);
+  o.bound_node = "node-b";
+  try {
+    requester(o)->token();
+    FAIL() << "no error";
+  } catch (const InstallError& e) {
+    EXPECT_NE(std::string(e.what()).find("not found"), std::string::npos) << e.what();
+  }
   EXPECT_TRUE(api_->issued_tokens().empty());
+}
+
+// The real API binds a token to a pod only for the service account that pod runs as: the plugin's
+// service account can never be bound to the agent's pod (what a real kube-apiserver answered).
+TEST_F(PluginToken, TheStandInRefusesAPodBindingForAnotherServiceAccountAsTheApiDoes) {
+  api_->put({{"kind", "Pod"},
+             {"metadata", {{"name", "agent"}, {"namespace", "istio-system"}}},
+             {"spec", {{"serviceAccountName", "ambient-cni-node"}}}});
+  kube::Kubeconfig k;
+  k.server = api_->url();
+  k.ca_pem = api_->ca_pem();
+  k.token = api_->token();
+  kube::Client c(k, {});
+  try {
+    c.create(kTokenPath, {{"apiVersion", "authentication.k8s.io/v1"},
+                          {"kind", "TokenRequest"},
+                          {"spec", {{"boundObjectRef", {{"kind", "Pod"}, {"name", "agent"}}}}}});
+    FAIL() << "bound";
+  } catch (const kube::ApiError& e) {
+    EXPECT_EQ(e.http_status(), 400);
+    EXPECT_NE(std::string(e.what()).find("to pod running with different serviceaccount name"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Node binding off (the ServiceAccountTokenNodeBinding gate, off before Kubernetes 1.31).
+class PluginTokenNoNodeBinding : public PluginToken {
+ protected:
+  ApiServerStandin::Options api_options() const override {
+    ApiServerStandin::Options o;
+    o.node_token_binding = false;
+    return o;
+  }
+};
+
+TEST_F(PluginTokenNoNodeBinding, FallsBackToAnUnboundTokenOnceAndSaysSo) {
+  auto r = requester(options());
+  const auto first = r->token();
+  EXPECT_FALSE(first.empty());
+  EXPECT_EQ(token_requests(), 2u);  // bound (refused), then unbound
+  ASSERT_EQ(api_->issued_tokens().size(), 1u);
+  EXPECT_EQ(api_->issued_tokens()[0].bound_kind, "");
+  EXPECT_NE(log().find("cannot bind tokens to nodes"), std::string::npos) << log();
+  now_ += 3000s;  // the renewal does not ask for a binding again
+  EXPECT_NE(r->token(), first);
+  EXPECT_EQ(token_requests(), 3u);
+  EXPECT_TRUE(degraded_.empty());
 }
 
 TEST_F(PluginToken, OptionsTheApiWouldRefuseAreNamedBeforeAnyRequest) {
   auto short_life = options();
   short_life.lifetime = 599s;
   EXPECT_THROW(requester(short_life), InstallError);
-  auto half_bound = options();
-  half_bound.bound_pod_uid.clear();
-  EXPECT_THROW(requester(half_bound), InstallError);
   auto nameless = options();
   nameless.service_account.clear();
   EXPECT_THROW(requester(nameless), InstallError);

@@ -444,8 +444,8 @@ TEST_F(RunRemoval, UninstallReleasesThePodsAnEarlierAgentLeft) {
       << u.err;
 }
 
-// The plugin's kubeconfig carries a token of its own service account (TokenRequest, bound to our
-// pod), whose RBAC is get pods and namespaces: not the node component's token, which may patch
+// The plugin's kubeconfig carries a token of its own service account (TokenRequest, bound to this
+// node), whose RBAC is get pods and namespaces: not the node component's token, which may patch
 // pods/status and mint tokens (issue 11, item 15).
 class PluginCredentials : public RunRemoval {
  protected:
@@ -467,20 +467,21 @@ class PluginCredentials : public RunRemoval {
 TEST_F(PluginCredentials, ThePluginsTokenIsItsOwnAndCanOnlyGetPodsAndNamespaces) {
   api_.add_service_account("istio-system", "ambient-cni-plugin");
   api_.grant(kPluginUser, {"get"}, {"pods", "namespaces"});  // ClusterRole ambient-cni-plugin
-  put_pod("istio-system", "ambient-cni-node-x1", "uid-node-pod");
+  api_.add_node("node-a", "uid-node-a");
   api_.put({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "legacy"}}}});
   put_pod("legacy", "old", "uid-old");
   spit(dirs_.conf / "10-k8s.conflist", kBridge);
 
-  const auto x = node({"install"}, {"AMBIENT_PLUGIN_SERVICE_ACCOUNT=ambient-cni-plugin",
-                                    "POD_NAME=ambient-cni-node-x1", "POD_UID=uid-node-pod"});
+  const auto x =
+      node({"install"}, {"AMBIENT_PLUGIN_SERVICE_ACCOUNT=ambient-cni-plugin", "NODE_NAME=node-a"});
   ASSERT_EQ(x.exit_code, 0) << x.err;
   const auto issued = api_.issued_tokens();
   ASSERT_EQ(issued.size(), 1u);
   EXPECT_EQ(issued[0].user, kPluginUser);
   EXPECT_EQ(issued[0].expiration_seconds, 3600);
-  EXPECT_EQ(issued[0].bound_pod_name, "ambient-cni-node-x1");
-  EXPECT_EQ(issued[0].bound_pod_uid, "uid-node-pod");
+  EXPECT_EQ(issued[0].bound_kind, "Node");
+  EXPECT_EQ(issued[0].bound_name, "node-a");
+  EXPECT_EQ(issued[0].bound_uid, "uid-node-a");
   EXPECT_EQ(x.err.find(issued[0].token), std::string::npos) << "the token was logged";
 
   const auto kubeconfig = kube::load_kubeconfig(dirs_.run / "kubeconfig");
@@ -521,8 +522,8 @@ TEST_F(PluginCredentials, ThePluginsTokenIsItsOwnAndCanOnlyGetPodsAndNamespaces)
     EXPECT_EQ(r.method, "GET") << r.path;
   }
 
-  // Our pod is gone (the token was bound to it): the token dies with it.
-  api_.remove_object("Pod", "istio-system", "ambient-cni-node-x1");
+  // The node is gone (the token was bound to it): the token dies with it.
+  api_.remove_node("node-a");
   EXPECT_EQ(refusal([&] { client.get("/api/v1/namespaces/legacy/pods/old"); }).substr(0, 3), "401");
 }
 

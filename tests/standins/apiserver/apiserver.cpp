@@ -184,6 +184,7 @@ std::string canonical_kind(std::string_view kind) {
 }
 
 std::string resource_of(const std::string& kind) {
+  if (kind == "Node") return "nodes";
   return kind == "Pod" ? "pods" : "namespaces";
 }
 
@@ -326,6 +327,7 @@ struct ApiServerStandin::Impl {
   std::condition_variable changed;  // history grew, or stop/drop/bookmark was asked for
   std::map<Key, json> objects;
   TokenAuthority tokens;
+  std::map<std::string, std::string> nodes;  // name → uid (add_node)
   Rbac rbac;
   uint64_t rv = 0;
   std::deque<Event> history;
@@ -509,14 +511,17 @@ struct ApiServerStandin::Impl {
     return "";
   }
 
-  // An issued token is valid until it expires and, when bound to a pod, while that pod (same
-  // uid) exists. Under mu.
+  // An issued token is valid until it expires and, when bound, while the object it is bound to
+  // (same uid) exists. Under mu.
   bool token_valid(const ServiceAccountToken& t) const {
     if (std::chrono::system_clock::now() >= t.expires) return false;
-    if (t.bound_pod_name.empty()) return true;
-    const auto it = objects.find(Key{"Pod", t.ns, t.bound_pod_name});
-    return it != objects.end() &&
-           it->second["metadata"].value("uid", std::string()) == t.bound_pod_uid;
+    if (t.bound_kind.empty()) return true;
+    if (t.bound_kind == "Node") {
+      const auto node = nodes.find(t.bound_name);
+      return node != nodes.end() && node->second == t.bound_uid;
+    }
+    const auto it = objects.find(Key{"Pod", t.ns, t.bound_name});
+    return it != objects.end() && it->second["metadata"].value("uid", std::string()) == t.bound_uid;
   }
 
   // RBAC for service-account users; the main token and certificates may do everything.
@@ -751,26 +756,49 @@ struct ApiServerStandin::Impl {
     t.expires = std::chrono::system_clock::now() + std::chrono::seconds(seconds);
     json out_spec = {{"audiences", {"https://kubernetes.default.svc.cluster.local"}},
                      {"expirationSeconds", seconds}};
+    // The rules of kube-apiserver's token REST storage (pkg/registry/core/serviceaccount):
+    // a Pod only for the service account it runs as, a Node only with its feature gate on.
     if (spec.contains("boundObjectRef") && spec["boundObjectRef"].is_object()) {
       const json& ref = spec["boundObjectRef"];
-      if (ref.value("kind", "") != "Pod") {
-        return reply_status(res, 400, "boundObjectRef: only a Pod is supported here");
+      t.bound_kind = ref.value("kind", "");
+      t.bound_name = ref.value("name", "");
+      if (t.bound_kind != "Pod" && t.bound_kind != "Node") {
+        return reply_status(res, 400,
+                            "cannot bind token to object of type /v1, Kind=" + t.bound_kind);
       }
-      t.bound_pod_name = ref.value("name", "");
-      const auto pod = objects.find(Key{"Pod", ns, t.bound_pod_name});
-      if (pod == objects.end()) return reply_not_found(res, "Pod", t.bound_pod_name);
-      t.bound_pod_uid = pod->second["metadata"].value("uid", std::string());
+      if (t.bound_kind == "Node" && !options.node_token_binding) {
+        return reply_status(res, 400,
+                            "cannot bind token to a Node object as the "
+                            "\"ServiceAccountTokenNodeBinding\" feature-gate is disabled");
+      }
+      if (t.bound_kind == "Node") {
+        const auto node = nodes.find(t.bound_name);
+        if (node == nodes.end()) return reply_not_found(res, "Node", t.bound_name);
+        t.bound_uid = node->second;
+      } else {
+        const auto pod = objects.find(Key{"Pod", ns, t.bound_name});
+        if (pod == objects.end()) return reply_not_found(res, "Pod", t.bound_name);
+        if (pod->second.value(json::json_pointer("/spec/serviceAccountName"),
+                              std::string("default")) != name) {
+          return reply_status(res, 400,
+                              "cannot bind token for serviceaccount \"" + name +
+                                  "\" to pod running with different serviceaccount name.");
+        }
+        t.bound_uid = pod->second["metadata"].value("uid", std::string());
+      }
       const std::string asked = ref.value("uid", "");
-      if (!asked.empty() && asked != t.bound_pod_uid) {
+      if (!asked.empty() && asked != t.bound_uid) {
         return reply_status(res, 409,
-                            "the UID in the bound object reference (" + asked +
-                                ") does not match the UID in record (" + t.bound_pod_uid +
-                                "). The object might have been deleted and then recreated");
+                            "Operation cannot be fulfilled on " + t.bound_kind + " \"" +
+                                t.bound_name + "\": the UID in the bound object reference (" +
+                                asked +
+                                ") does not match the UID in record. The object might have been "
+                                "deleted and then recreated");
       }
-      out_spec["boundObjectRef"] = {{"kind", "Pod"},
+      out_spec["boundObjectRef"] = {{"kind", t.bound_kind},
                                     {"apiVersion", "v1"},
-                                    {"name", t.bound_pod_name},
-                                    {"uid", t.bound_pod_uid}};
+                                    {"name", t.bound_name},
+                                    {"uid", t.bound_uid}};
     }
     const auto& issued = tokens.issue(std::move(t));
     const std::string stamp = rfc3339(std::chrono::system_clock::to_time_t(issued.expires));
@@ -1238,6 +1266,16 @@ const std::string& ApiServerStandin::ca_pem() const {
 void ApiServerStandin::add_service_account(const std::string& ns, const std::string& name) {
   std::lock_guard lock(impl_->mu);
   impl_->tokens.add_service_account(ns, name);
+}
+
+void ApiServerStandin::add_node(const std::string& name, const std::string& uid) {
+  std::lock_guard lock(impl_->mu);
+  impl_->nodes[name] = uid;
+}
+
+void ApiServerStandin::remove_node(const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  impl_->nodes.erase(name);
 }
 
 void ApiServerStandin::grant(const std::string& user, std::vector<std::string> verbs,

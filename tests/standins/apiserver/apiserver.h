@@ -15,9 +15,10 @@
 //   the resourceVersion; pods/status keeps spec, the main resource keeps status, as the real
 //   strategies do.
 //   POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token (TokenRequest: expirationSeconds,
-//   boundObjectRef to a Pod) for service accounts added with add_service_account.
+//   boundObjectRef to a Pod running as that service account, or to a Node added with add_node)
+//   for service accounts added with add_service_account.
 // Authentication: `Authorization: Bearer <token>` (the main token, or one a TokenRequest issued:
-// expired, or bound to a pod that is gone, it is refused with 401) or a client certificate
+// expired, or bound to a pod or node that is gone, it is refused with 401) or a client certificate
 // issued by this server's CA (issue_client_certificate). Authorization (auth.h): the main token
 // and certificates may do everything; a service-account token only what grant() gave its user,
 // else 403 with the RBAC authorizer's message. Errors are real-shaped `Status` objects.
@@ -78,6 +79,9 @@ class ApiServerStandin {
     // TokenRequests asking for longer get this lifetime (kube-apiserver's
     // --service-account-max-token-expiration); 0 = what was asked.
     std::int64_t max_token_seconds = 0;
+    // false: the ServiceAccountTokenNodeBinding feature gate is off (Kubernetes < 1.31 default)
+    // and a TokenRequest bound to a Node is refused with the API's 400.
+    bool node_token_binding = true;
   };
 
   ApiServerStandin();
@@ -117,6 +121,9 @@ class ApiServerStandin {
   // on `resources` ("pods", "pods/status", "serviceaccounts/token") in namespace `ns` ("" =
   // everywhere), for `names` only when given.
   void add_service_account(const std::string& ns, const std::string& name);
+  // Nodes exist here only as what a TokenRequest can be bound to.
+  void add_node(const std::string& name, const std::string& uid);
+  void remove_node(const std::string& name);
   void grant(const std::string& user, std::vector<std::string> verbs,
              std::vector<std::string> resources, std::string ns = "",
              std::vector<std::string> names = {});

@@ -42,8 +42,11 @@ struct ServiceAccountToken {
   std::string service_account;
   std::int64_t expiration_seconds = 0;  // as granted
   std::chrono::system_clock::time_point expires;
-  std::string bound_pod_name;  // "" = unbound
-  std::string bound_pod_uid;
+  // boundObjectRef as the API recorded it: kind "Pod" or "Node" ("" = unbound), and the uid it
+  // had when the token was issued (the token dies with that object).
+  std::string bound_kind;
+  std::string bound_name;
+  std::string bound_uid;
 };
 
 class TokenAuthority {
