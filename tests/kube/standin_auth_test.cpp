@@ -23,7 +23,8 @@ class StandinAuth : public ::testing::Test {
     api_.put({{"kind", "Namespace"}, {"metadata", {{"name", "demo"}}}});
     api_.put({{"kind", "Pod"}, {"metadata", {{"name", "web"}, {"namespace", "demo"}}}});
     api_.put({{"kind", "Pod"},
-              {"metadata", {{"name", "me"}, {"namespace", "istio-system"}, {"uid", "uid-me"}}}});
+              {"metadata", {{"name", "me"}, {"namespace", "istio-system"}, {"uid", "uid-me"}}},
+              {"spec", {{"serviceAccountName", "reader"}}}});
     api_.grant(kUser, {"get"}, {"pods"}, "demo");
     api_.start();
   }
@@ -101,7 +102,8 @@ TEST_F(StandinAuth, ABoundTokenDiesWithItsPod) {
   EXPECT_EQ(reader.get("/api/v1/namespaces/demo/pods/web")["metadata"]["name"], "web");
   api_.remove_object("Pod", "istio-system", "me");
   api_.put({{"kind", "Pod"},
-            {"metadata", {{"name", "me"}, {"namespace", "istio-system"}, {"uid", "uid-new"}}}});
+            {"metadata", {{"name", "me"}, {"namespace", "istio-system"}, {"uid", "uid-new"}}},
+            {"spec", {{"serviceAccountName", "reader"}}}});
   EXPECT_EQ(error_of([&] { reader.get("/api/v1/namespaces/demo/pods/web"); }).first, 401);
 }
 
