@@ -342,12 +342,12 @@ int Agent::health_port() const {
 int Agent::metrics_port() const {
   return impl_->metrics_http.port();
 }
-std::size_t Agent::release_all() {
+Enroller::Released Agent::release_all() {
   auto& s = *impl_;
   if (s.reconciler) s.reconciler->stop();  // or it would enrol again what is released next
-  const auto n = s.enroller->release_all(/*clear_annotation=*/true);
-  if (n > 0) s.log->info("released {} enrolled pod(s)", n);
-  return n;
+  const auto r = s.enroller->release_all(/*clear_annotation=*/true);
+  if (r.released > 0) s.log->info("released {} enrolled pod(s)", r.released);
+  return r;
 }
 
 Enroller& Agent::enroller() {

@@ -10,6 +10,7 @@
 
 #include <spdlog/logger.h>
 
+#include "agent/enroller.h"
 #include "agent/metrics.h"
 #include "config/constants.h"
 #include "config/enrolment_policy.h"
@@ -62,8 +63,9 @@ class Agent {
   // Stops serving. Enrolled pods stay enrolled: an agent restart must not unmesh them.
   void stop();
   // Removal (not an upgrade): stops label-driven enrolment, then releases every enrolled pod
-  // (ztunnel del, rules, probe entries, state, annotation). Returns how many.
-  std::size_t release_all();
+  // (annotation, ztunnel del, rules, probe entries, state); a pod whose annotation the API will
+  // not clear stays enrolled (Enroller::release_all).
+  Enroller::Released release_all();
 
   // Sockets up, earlier state restored and (with watch) every pod on the node reconciled once.
   bool ready() const;

@@ -207,10 +207,32 @@ void Enroller::forget(const Enrolment& e, bool clear_annotation) {
   release_locked(EnrolledPod{e, nullptr}, clear_annotation);
 }
 
-std::size_t Enroller::release_all(bool clear_annotation) {
-  const auto pods = d_.pods.all();
-  for (const auto& p : pods) release(p.uid(), clear_annotation);
-  return pods.size();
+Enroller::Released Enroller::release_all(bool clear_annotation) {
+  Released out;
+  for (const auto& p : d_.pods.all()) {
+    auto lock = d_.pods.lock_pod(p.uid());
+    const auto pod = d_.pods.get(p.uid());
+    if (!pod) continue;
+    if (clear_annotation) {
+      const auto& rec = pod->pod();
+      try {
+        d_.status.clear(rec.namespace_, rec.name, rec.uid);
+      } catch (const kube::ApiError& e) {
+        if (e.kind() == kube::ApiError::Kind::kUnauthorized ||
+            e.kind() == kube::ApiError::Kind::kForbidden) {
+          d_.log->warn("pod {}: the API refuses to clear its annotation ({}); kept enrolled",
+                       who(rec), e.what());
+          ++out.kept;
+          continue;
+        }
+        d_.log->warn("pod {}: removing the redirection annotation: {}", who(rec), e.what());
+        d_.metrics.count_degraded("annotation_failed");
+      }
+    }
+    release_locked(*pod, /*clear_annotation=*/false);
+    ++out.released;
+  }
+  return out;
 }
 
 bool Enroller::is_its_netns(const Enrolment& e, const netns::NetnsHandle& ns) {

@@ -56,8 +56,15 @@ class Enroller {
   // running): the same steps, the netns opened by its path.
   void forget(const Enrolment& e, bool clear_annotation);
 
-  // Releases every enrolled pod; returns how many.
-  std::size_t release_all(bool clear_annotation);
+  // Releases every enrolled pod (removal). With clear_annotation the annotation goes first: a pod
+  // whose annotation the API will not let us clear (401/403: our identity or RBAC was deleted
+  // with us) is kept enrolled, so no pod is left "enabled" without rules (istiod would send it
+  // HBONE that nothing receives).
+  struct Released {
+    std::size_t released = 0;
+    std::size_t kept = 0;
+  };
+  Released release_all(bool clear_annotation);
 
   // Is what ADD set up for this sandbox in place (CNI CHECK)?
   Outcome check(const std::string& container_id);

@@ -9,6 +9,12 @@ ShutdownDecision decide_shutdown(const nlohmann::json* daemonset, const kube::Ap
     if (error->kind() == kube::ApiError::Kind::kNotFound) {
       return {ShutdownAction::kUninstall, "the DaemonSet no longer exists"};
     }
+    if (error->kind() == kube::ApiError::Kind::kUnauthorized ||
+        error->kind() == kube::ApiError::Kind::kForbidden) {
+      return {ShutdownAction::kUninstallKeepingPods,
+              std::string("the API refuses our own identity (") + error->what() +
+                  "): our ServiceAccount or RBAC was deleted, so the install is being removed"};
+    }
     return {ShutdownAction::kLeaveInPlace,
             std::string("cannot tell whether the DaemonSet still exists (") + error->what() +
                 "): leaving everything in place"};

@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/metrics.h"
+#include "agent/pod_table.h"
 #include "config/errors.h"
 #include "config/plugin_config.h"
 #include "install/installer.h"
@@ -88,11 +89,31 @@ int run_run(RunCmd& c, bool plugin_config_given) {
       a.stop();
       return 0;
     }
+    // Pods whose annotation the API will not let us clear keep their enrolment (and the host
+    // probe SNAT their probes need); the node itself goes back to the primary CNI.
+    const auto kept_enrolled = [&](std::size_t kept) {
+      if (kept == 0) return false;
+      log->warn(
+          "{} enrolled pods keep their redirection, ztunnel and their `enabled` annotation (the "
+          "API refuses us, so it cannot be cleared) until they restart; delete the DaemonSet "
+          "before its ServiceAccount and RBAC to unenrol them first (README: Uninstall)",
+          kept);
+      return true;
+    };
+    if (decision.action == install::ShutdownAction::kUninstallKeepingPods) {
+      log->warn("{}: giving the node back to the primary CNI", decision.reason);
+      installer.uninstall();  // new pods start without us: no API lookup that would fail closed
+      const auto kept = a.pods().size();
+      a.stop();
+      kept_enrolled(kept);
+      return 0;
+    }
     log->info("{}: uninstalling", decision.reason);
-    a.release_all();  // first the pods, while ztunnel still gets our `del`s
+    auto kept = a.release_all().kept;  // first the pods, while ztunnel still gets our `del`s
     installer.uninstall();
-    a.release_all();  // any pod an ADD enrolled while the entry was still there
+    kept += a.release_all().kept;  // any pod an ADD enrolled while the entry was still there
     a.stop();
+    if (kept_enrolled(kept)) return 0;
     try {
       netns::HostProbeSnat(c.agent.host_netns.empty()
                                ? netns::NetnsHandle::current()

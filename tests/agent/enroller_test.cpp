@@ -146,6 +146,9 @@ class FakeStatus final : public StatusStep {
     w_.annotations[ns + "/" + name] = std::string(value);
   }
   void clear(const std::string& ns, const std::string& name, const std::string&) override {
+    if (w_.fail == "clear") {
+      throw kube::ApiError(kube::ApiError::Kind::kUnauthorized, 401, "Unauthorized");
+    }
     w_.annotations.erase(ns + "/" + name);
   }
 
@@ -504,8 +507,28 @@ TEST_F(EnrollerTest, PerPodLocksAreReapedWithThePods) {
     auto held = pods_->lock_pod("uid-p1");
     EXPECT_EQ(pods_->lock_slots(), 1u);
   }
-  EXPECT_EQ(enroller_->release_all(true), 50u);
+  EXPECT_EQ(enroller_->release_all(true).released, 50u);
   EXPECT_EQ(pods_->lock_slots(), 0u);
+}
+
+// Removal after `kubectl delete -k` took our identity: the annotation cannot be cleared, so the
+// pod keeps everything that annotation promises (rules, ztunnel, probes, state).
+TEST_F(EnrollerTest, RemovalKeepsAPodWhoseAnnotationTheApiWillNotClear) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e).ok);
+  w_.fail = "clear";
+  const auto r = enroller_->release_all(true);
+  EXPECT_EQ(r.released, 0u);
+  EXPECT_EQ(r.kept, 1u);
+  EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
+  EXPECT_TRUE(w_.rules.contains(e.pod.netns));
+  EXPECT_TRUE(w_.ztunnel.contains(e.pod.uid));
+  EXPECT_TRUE(w_.probes.contains(e.pod.uid));
+  EXPECT_TRUE(pods_->get(e.pod.uid).has_value());
+  w_.fail.clear();
+  EXPECT_EQ(enroller_->release_all(true).released,
+            1u);  // allowed again: released, annotation first
+  expect_nothing_left(e);
 }
 
 TEST_F(EnrollerTest, CheckFollowsWhatIsInPlace) {

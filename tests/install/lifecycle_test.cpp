@@ -29,9 +29,20 @@ TEST(Shutdown, DeletedOrDeletingDaemonSetIsARemoval) {
   EXPECT_EQ(decide_shutdown(&null_timestamp, nullptr).action, ShutdownAction::kLeaveInPlace);
 }
 
+// `kubectl delete -k` deletes the ServiceAccount and RBAC with the DaemonSet: on SIGTERM the API
+// answers 401 (found on a real kube-apiserver) or 403.
+TEST(Shutdown, AnIdentityTheApiNoLongerAcceptsMeansRemovalWithoutTheApi) {
+  for (const auto kind : {Kind::kForbidden, Kind::kUnauthorized}) {
+    const kube::ApiError e(kind, 401, "Unauthorized");
+    const auto d = decide_shutdown(nullptr, &e);
+    EXPECT_EQ(d.action, ShutdownAction::kUninstallKeepingPods) << static_cast<int>(kind);
+    EXPECT_NE(d.reason.find("Unauthorized"), std::string::npos);
+  }
+}
+
 TEST(Shutdown, UnknownLeavesEverythingInPlace) {
-  for (const auto kind : {Kind::kForbidden, Kind::kUnauthorized, Kind::kUnreachable, Kind::kTimeout,
-                          Kind::kServerError, Kind::kBadResponse}) {
+  for (const auto kind :
+       {Kind::kUnreachable, Kind::kTimeout, Kind::kServerError, Kind::kBadResponse}) {
     const kube::ApiError e(kind, 0, "boom");
     const auto d = decide_shutdown(nullptr, &e);
     EXPECT_EQ(d.action, ShutdownAction::kLeaveInPlace) << static_cast<int>(kind);

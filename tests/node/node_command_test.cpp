@@ -347,43 +347,56 @@ class RunRemoval : public NodeCommand {
               {"spec", {{"nodeName", "node-1"}, {"serviceAccountName", "default"}}},
               {"status", {{"phase", "Running"}}}});
   }
+
+  // `run` as the DaemonSet runs it, on a node with an ambient namespace, and pod demo/web started
+  // through the installed plugin: enrolled, annotated, its rules and the host probe table in place.
+  std::unique_ptr<testing::BackgroundProcess> run_with_an_enrolled_pod(
+      testbed::Topology& topo, standins::ZtunnelStandin& ztunnel) {
+    ztunnel.start();
+    api_.put(
+        {{"apiVersion", "v1"},
+         {"kind", "Namespace"},
+         {"metadata", {{"name", "demo"}, {"labels", {{"istio.io/dataplane-mode", "ambient"}}}}}});
+    put_pod("demo", "web", "uid-web");
+    spit(dirs_.conf / "10-k8s.conflist", kBridge);
+    const int health = free_port();
+    // The agent's label watch is on: removal must stop it before releasing the pods.
+    auto p = background({"run"}, {"AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
+                                  "AMBIENT_HOST_NETNS=" + testbed::Topology::path(topo.host()),
+                                  "AMBIENT_LISTEN_ADDRESS=127.0.0.1",
+                                  "AMBIENT_HEALTH_PORT=" + std::to_string(health),
+                                  "AMBIENT_METRICS_PORT=-1", "NODE_NAME=node-1"});
+    EXPECT_TRUE(wait_alive(
+        *p, [&] { return http_status(health, "/readyz") == 200; }, 15s))
+        << tail(log_path());
+    EXPECT_TRUE(ztunnel.wait_for([&] { return ztunnel.connected(); }, 10s));
+    // A pod starts: the runtime calls the plugin it finds in the installed conflist.
+    const auto add =
+        cni_add((dirs_.conf / "10-k8s.conflist").string(), testbed::Topology::path(topo.pod()),
+                "demo", "web", "uid-web", testbed::Addr::kPod4);
+    EXPECT_EQ(add.exit_code, 0) << add.out << add.err << tail(log_path());
+    EXPECT_TRUE(ztunnel.wait_for([&] { return ztunnel.pods().contains("uid-web"); }, 5s));
+    EXPECT_EQ(annotation("demo", "web"), "enabled");
+    EXPECT_EQ(rules_in(topo), netns::RedirectStatus::Current);
+    EXPECT_TRUE(host_table_exists(topo.host()));
+    return p;
+  }
+  static netns::RedirectStatus rules_in(testbed::Topology& topo) {
+    return netns::inspect(netns::NetnsHandle::open(testbed::Topology::path(topo.pod())),
+                          netns::RedirectPlan(netns::RedirectOptions{}))
+        .status;
+  }
 };
 
 TEST_F(RunRemoval, RemovalUnenrolsEveryPodFirstThenLeavesTheNodeAsItWas) {
   testbed::Topology topo;
   standins::ZtunnelStandin ztunnel({(dirs_.run / "ztunnel.sock").string(), 100ms});
-  ztunnel.start();
-  api_.put(
-      {{"apiVersion", "v1"},
-       {"kind", "Namespace"},
-       {"metadata", {{"name", "demo"}, {"labels", {{"istio.io/dataplane-mode", "ambient"}}}}}});
-  put_pod("demo", "web", "uid-web");
-  spit(dirs_.conf / "10-k8s.conflist", kBridge);
-  const auto before = node_state();
-
-  const int health = free_port();
-  // The agent's label watch is on: removal must stop it before releasing the pods.
-  auto p = background(
-      {"run"}, {"AMBIENT_KUBECONFIG=" + (dirs_.root / "node-kubeconfig").string(),
-                "AMBIENT_HOST_NETNS=" + testbed::Topology::path(topo.host()),
-                "AMBIENT_LISTEN_ADDRESS=127.0.0.1", "AMBIENT_HEALTH_PORT=" + std::to_string(health),
-                "AMBIENT_METRICS_PORT=-1", "NODE_NAME=node-1"});
-  ASSERT_TRUE(wait_alive(
-      *p, [&] { return http_status(health, "/readyz") == 200; }, 15s))
-      << tail(log_path());
-  ASSERT_TRUE(ztunnel.wait_for([&] { return ztunnel.connected(); }, 10s));
-
-  // A pod starts: the runtime calls the plugin it finds in the installed conflist.
-  const auto pod_netns = testbed::Topology::path(topo.pod());
-  const auto add = cni_add((dirs_.conf / "10-k8s.conflist").string(), pod_netns, "demo", "web",
-                           "uid-web", testbed::Addr::kPod4);
-  ASSERT_EQ(add.exit_code, 0) << add.out << add.err << tail(log_path());
-  ASSERT_TRUE(ztunnel.wait_for([&] { return ztunnel.pods().contains("uid-web"); }, 5s));
-  EXPECT_EQ(annotation("demo", "web"), "enabled");
-  const netns::RedirectPlan plan(netns::RedirectOptions{});
-  EXPECT_EQ(netns::inspect(netns::NetnsHandle::open(pod_netns), plan).status,
-            netns::RedirectStatus::Current);
-  EXPECT_TRUE(host_table_exists(topo.host()));
+  const auto before = [&] {
+    spit(dirs_.conf / "10-k8s.conflist", kBridge);
+    return node_state();
+  }();
+  auto p = run_with_an_enrolled_pod(topo, ztunnel);
+  ASSERT_FALSE(::testing::Test::HasFailure());
 
   // The DaemonSet is gone (the stand-in has none: 404): SIGTERM means removal.
   EXPECT_EQ(p->stop(SIGTERM, 20s), 0) << tail(log_path());
@@ -393,8 +406,7 @@ TEST_F(RunRemoval, RemovalUnenrolsEveryPodFirstThenLeavesTheNodeAsItWas) {
   const auto reqs = ztunnel.requests();
   EXPECT_NE(std::find(reqs.begin(), reqs.end(), "del uid-web"), reqs.end());
   EXPECT_FALSE(ztunnel.pods().contains("uid-web"));
-  EXPECT_EQ(netns::inspect(netns::NetnsHandle::open(pod_netns), plan).status,
-            netns::RedirectStatus::Absent);
+  EXPECT_EQ(rules_in(topo), netns::RedirectStatus::Absent);
   EXPECT_EQ(annotation("demo", "web"), "");
   EXPECT_FALSE(fs::exists(dirs_.run / "enrolled" / "uid-web.json"));
   EXPECT_LT(log.find("pod demo/web released"),
@@ -403,6 +415,35 @@ TEST_F(RunRemoval, RemovalUnenrolsEveryPodFirstThenLeavesTheNodeAsItWas) {
   // …then our files: the node is as it was before install, host probe table included.
   EXPECT_EQ(node_state(), before);
   EXPECT_FALSE(host_table_exists(topo.host()));
+}
+
+// `kubectl delete -k` deletes our ServiceAccount and RBAC together with the DaemonSet, so on
+// SIGTERM the API refuses us (401 on a real kube-apiserver). The node goes back to the primary
+// CNI — no plugin a new pod's ADD would fail closed on — and the enrolled pod keeps everything
+// that matches its `enabled` annotation, which can no longer be cleared.
+TEST_F(RunRemoval, RemovalWithOurIdentityGoneGivesTheNodeBackAndKeepsPodsConsistent) {
+  testbed::Topology topo;
+  standins::ZtunnelStandin ztunnel({(dirs_.run / "ztunnel.sock").string(), 100ms});
+  const auto conflist_before = kBridge;
+  auto p = run_with_an_enrolled_pod(topo, ztunnel);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  api_.add_fault(testing::ApiFault{.path_prefix = "/apis/apps/v1/", .status = 401});
+
+  EXPECT_EQ(p->stop(SIGTERM, 20s), 0) << tail(log_path());
+  const auto log = read_file(log_path());
+  EXPECT_NE(log.find("the API refuses our own identity"), std::string::npos) << log;
+  EXPECT_NE(log.find("1 enrolled pods keep their redirection"), std::string::npos) << log;
+  EXPECT_EQ(read_file(dirs_.conf / "10-k8s.conflist"), conflist_before);
+  EXPECT_FALSE(fs::exists(dirs_.bin / "ambient-cni"));
+  EXPECT_FALSE(fs::exists(dirs_.run / "kubeconfig"));
+  // The pod is as its annotation says: captured, known to ztunnel, probes SNATed, recorded (a
+  // reinstall restores it).
+  EXPECT_EQ(rules_in(topo), netns::RedirectStatus::Current);
+  EXPECT_EQ(annotation("demo", "web"), "enabled");
+  const auto reqs = ztunnel.requests();
+  EXPECT_EQ(std::find(reqs.begin(), reqs.end(), "del uid-web"), reqs.end());
+  EXPECT_TRUE(host_table_exists(topo.host()));
+  EXPECT_TRUE(fs::exists(dirs_.run / "enrolled" / "uid-web.json"));
 }
 
 TEST_F(RunRemoval, UninstallReleasesThePodsAnEarlierAgentLeft) {
