@@ -4,7 +4,7 @@
 // config changes: ztunnel reads LOCAL_XDS_PATH once, at start. Our agent's snapshot restores
 // every pod after each restart.
 //
-//   ztunnel-mesh run  --kubeconfig K --netns PATH --inpod-uds SOCK --dir D [--node-name N]
+//   ztunnel-mesh run  --kubeconfig K [--netns PATH] --inpod-uds SOCK --dir D [--node-name N]
 //                     [--extras extras.json]                       (until SIGTERM)
 //   ztunnel-mesh wait --kubeconfig K --dir D [--timeout-ms 30000] [--settle-ms 300]
 //                     returns once the API's pods stopped changing and ztunnel runs their config
@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
   int timeout_ms = 30000, settle_ms = 300;
   auto* r = app.add_subcommand("run", "run ztunnel and keep its config in step");
   r->add_option("--kubeconfig", kubeconfig)->required();
-  r->add_option("--netns", netns, "network namespace ztunnel runs in")->required();
+  r->add_option("--netns", netns,
+                "network namespace ztunnel runs in (default: the one ztunnel-mesh runs in)");
   r->add_option("--inpod-uds", uds, "the node agent's ZDS socket")->required();
   r->add_option("--dir", dir, "config, log and status")->required();
   r->add_option("--node-name", node)->capture_default_str();

@@ -82,44 +82,52 @@ std::string ztunnel_binary() {
                            "): run scripts/peers.sh ztunnel");
 }
 
+namespace {
+
+HttpReply http_get_here(const std::string& ip, int port, const std::string& path,
+                        std::chrono::milliseconds timeout) {
+  HttpReply r;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return r;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return r;
+  }
+  // HTTP/1.0: the answer is delimited by the close, never chunked.
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return r;
+  }
+  std::string got;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  const auto sp = got.find(' ');
+  const auto head_end = got.find("\r\n\r\n");
+  if (sp == std::string::npos || head_end == std::string::npos) return r;
+  r.status = std::atoi(got.c_str() + sp + 1);
+  r.body = got.substr(head_end + 4);
+  return r;
+}
+
+}  // namespace
+
 HttpReply http_get_in(const std::string& netns_path, const std::string& ip, int port,
                       const std::string& path, std::chrono::milliseconds timeout) {
+  if (netns_path.empty()) return http_get_here(ip, port, path, timeout);
   const auto ns = netns::NetnsHandle::open(netns_path);
-  return netns::run_in(ns, [&] {
-    HttpReply r;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return r;
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return r;
-    }
-    // HTTP/1.0: the answer is delimited by the close, never chunked.
-    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
-    if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-      ::close(fd);
-      return r;
-    }
-    std::string got;
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
-    ::close(fd);
-    const auto sp = got.find(' ');
-    const auto head_end = got.find("\r\n\r\n");
-    if (sp == std::string::npos || head_end == std::string::npos) return r;
-    r.status = std::atoi(got.c_str() + sp + 1);
-    r.body = got.substr(head_end + 4);
-    return r;
-  });
+  return netns::run_in(ns, [&] { return http_get_here(ip, port, path, timeout); });
 }
 
 ZtunnelPeer::ZtunnelPeer(Options options) : o_(std::move(options)) {
@@ -140,8 +148,9 @@ void ZtunnelPeer::start(const LocalConfig& config) {
   const fs::path config_path = o_.dir / (o_.name + "-local.yaml");
   write_file_atomic(config_path, config_text_);
 
-  std::vector<std::string> argv = {"/usr/bin/nsenter", "--net=" + o_.netns_path, "--",
-                                   "/usr/bin/env", "-i"};
+  std::vector<std::string> argv;
+  if (!o_.netns_path.empty()) argv = {"/usr/bin/nsenter", "--net=" + o_.netns_path, "--"};
+  argv.insert(argv.end(), {"/usr/bin/env", "-i"});
   std::map<std::string, std::string> env = {
       {"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"},
       {"FAKE_CA", "true"},

@@ -44,7 +44,9 @@ using LogLine = std::map<std::string, std::string>;
 class ZtunnelPeer {
  public:
   struct Options {
-    std::string netns_path;     // where ztunnel itself runs (the node's netns, or a pod's)
+    // Where ztunnel itself runs (the node's netns, or a pod's); "" = the caller's own (a test
+    // harness that runs inside a node's namespaces, scripts/cluster.sh node).
+    std::string netns_path;
     std::filesystem::path dir;  // config, log
     std::string inpod_uds;      // shared mode: our agent's ZDS socket
     std::string node_name;      // NODE_NAME; workloads of the local config carry the same node

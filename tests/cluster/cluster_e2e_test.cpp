@@ -1,0 +1,472 @@
+// A real Kubernetes node (issue 13): scripts/cluster.sh's single-node cluster — kube-apiserver
+// with Node,RBAC and service-account tokens, controller manager, scheduler, kubelet, Debian's
+// containerd, bridge + host-local as the primary CNI — our image from scripts/images.sh, the
+// DaemonSet applied with `kubectl apply -k install/manifests/overlays/testbed`, and Istio's real
+// ztunnel on the node (ztunnel-mesh plays istiod: its local config follows the API's pods).
+//
+// One cluster for the whole suite (bringing it up costs ~15 s, the DaemonSet and pods ~20 s
+// more); the scenarios run in the order written and each leaves the workloads as it found them.
+// Rules inside a pod are read from the pod's own netns (/proc/<pid of its container>/ns/net, the
+// pid from containerd) with `ambient-cni-node redirect inspect`; traffic is busybox nc between
+// pods, and ztunnel's access log says how it went.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/files.h"
+#include "tests/support/process.h"
+#include "tests/support/wait.h"
+
+namespace ambient::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using namespace nlohmann::literals;
+
+const fs::path kRepo = AMBIENT_SOURCE_DIR;
+const fs::path kState = "/var/lib/ambient-cni/cluster";
+const fs::path kNodeCniConf = kState / "node/etc-cni-net.d";  // the node's /etc/cni/net.d
+const fs::path kNodeCniBin = kState / "node/opt-cni-bin";     // the node's /opt/cni/bin
+const fs::path kZtunnelDir = kState / "ztunnel";
+const std::string kOverlay = (kRepo / "install/manifests/overlays/testbed").string();
+const std::vector<std::string> kEnv = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"};
+
+Execution cluster(std::vector<std::string> args, std::chrono::milliseconds timeout = 120s) {
+  args.insert(args.begin(), (kRepo / "scripts/cluster.sh").string());
+  return run(args, kEnv, "", timeout);
+}
+
+// kubectl as cluster-admin; a failure is reported (with what kubectl said) and "" returned.
+std::string kubectl(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+  args.insert(args.begin(), "kubectl");
+  const auto x = cluster(args, timeout);
+  if (x.exit_code != 0) {
+    ADD_FAILURE() << "kubectl " << ::testing::PrintToString(args) << ": " << x.err << x.out;
+    return "";
+  }
+  return x.out;
+}
+
+json object(const std::string& kind, const std::string& ns, const std::string& name) {
+  const auto out = kubectl({"-n", ns, "get", kind, name, "-o", "json"});
+  return out.empty() ? json::object() : json::parse(out);
+}
+
+std::string annotation(const std::string& ns, const std::string& pod) {
+  const auto x = cluster({"kubectl", "-n", ns, "get", "pod", pod, "-o",
+                          R"(jsonpath={.metadata.annotations.ambient\.istio\.io/redirection})"});
+  return x.exit_code == 0 ? x.out : "<" + x.err + ">";
+}
+
+// The netns of a running pod: its first container's pid, as containerd reports it.
+std::string netns_of(const std::string& ns, const std::string& pod) {
+  const auto p = object("pod", ns, pod);
+  const auto statuses = p.value("/status/containerStatuses"_json_pointer, json::array());
+  if (statuses.empty() || !statuses[0].contains("containerID")) return "";
+  std::string id = statuses[0]["containerID"];
+  id = id.substr(id.find("://") + 3);
+  const auto tasks = cluster({"node", "ctr", "-n", "k8s.io", "task", "ls"});
+  std::istringstream lines(tasks.out);
+  std::string task, pid;
+  while (lines >> task >> pid) {
+    std::string status;
+    lines >> status;
+    if (task == id) return "/proc/" + pid + "/ns/net";
+  }
+  return "";
+}
+
+// "current", "absent" or "drifted": our redirection inside the pod, as ambient-cni-node reads it.
+std::string rules(const std::string& ns, const std::string& pod) {
+  const auto netns = netns_of(ns, pod);
+  if (netns.empty()) return "<no running container>";
+  const auto x = run({AMBIENT_NODE_BIN, "redirect", "inspect", "--netns", netns}, kEnv, "", 20s);
+  std::string out = x.out;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out.empty() ? "<" + x.err + ">" : out.substr(0, out.find('\n'));
+}
+
+bool enrolled(const std::string& ns, const std::string& pod) {
+  return annotation(ns, pod) == "enabled" && rules(ns, pod) == "current";
+}
+bool untouched(const std::string& ns, const std::string& pod) {
+  return annotation(ns, pod).empty() && rules(ns, pod) == "absent";
+}
+
+std::string pod_ip(const std::string& ns, const std::string& pod) {
+  return object("pod", ns, pod).value("/status/podIP"_json_pointer, std::string());
+}
+
+// One HTTP GET from a pod's container to ip:8080 with busybox nc; the body's last line.
+std::string http_from(const std::string& ns, const std::string& pod, const std::string& ip) {
+  const auto x = cluster({"kubectl", "-n", ns, "exec", pod, "--", "sh", "-c",
+                          "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + ip + " 8080"},
+                         30s);
+  std::string body = x.out;
+  while (!body.empty() && body.back() == '\n') body.pop_back();
+  return body.substr(body.rfind('\n') + 1);
+}
+
+int restarts(const std::string& ns, const std::string& pod) {
+  const auto p = object("pod", ns, pod);
+  int n = 0;
+  for (const auto& c : p.value("/status/containerStatuses"_json_pointer, json::array())) {
+    n += c.value("restartCount", 0);
+  }
+  return n;
+}
+
+// ztunnel's access-log entries ("connection complete") written since `from` (a byte offset).
+std::vector<json> ztunnel_access(std::uintmax_t from) {
+  std::ifstream in(kZtunnelDir / "ztunnel.log");
+  in.seekg(static_cast<std::streamoff>(from));
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("message", "") == "connection complete") out.push_back(j);
+  }
+  return out;
+}
+std::uintmax_t ztunnel_log_size() {
+  std::error_code ec;
+  const auto n = fs::file_size(kZtunnelDir / "ztunnel.log", ec);
+  return ec ? 0 : n;
+}
+
+bool no_agent_pod() {
+  const auto x = cluster({"kubectl", "-n", "istio-system", "get", "pods", "-o", "name"});
+  return x.exit_code == 0 ? x.out.empty() : x.err.find("not found") != std::string::npos;
+}
+
+// Every file of a directory with its bytes (the node's CNI dirs before and after).
+std::map<std::string, std::string> contents(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    out[e.path().filename().string()] = e.is_regular_file() ? read_file(e.path()) : "<dir>";
+  }
+  return out;
+}
+
+class RealNode : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) {
+      problem_ = "needs root (namespaces, mounts, cgroups)";
+      return;
+    }
+    const auto up = cluster({"up"}, 1800s);  // builds Kubernetes and etcd on a fresh machine
+    if (up.exit_code != 0) {
+      problem_ = "scripts/cluster.sh up failed:\n" + up.err;
+      return;
+    }
+    cni_conf_before_ = contents(kNodeCniConf);
+    cni_bin_before_ = contents(kNodeCniBin);
+    problem_ = install();
+    if (!problem_.empty()) return;
+    start_ztunnel();
+    const auto workloads =
+        cluster({"kubectl", "apply", "-f", (kRepo / "tests/cluster/workloads.yaml").string()});
+    const auto ready = cluster(
+        {"kubectl", "wait", "--for=condition=Ready", "pod", "--all", "-A", "--timeout=180s"}, 200s);
+    if (workloads.exit_code != 0 || ready.exit_code != 0) {
+      problem_ = "the workloads did not start:\n" + workloads.err + ready.err +
+                 cluster({"kubectl", "get", "pods", "-A", "-o", "wide"}).out;
+    }
+  }
+
+  // kubectl apply -k of the testbed overlay, until the DaemonSet's pod is ready; "" or what went
+  // wrong.
+  static std::string install() {
+    const auto apply = cluster({"kubectl", "apply", "-k", kOverlay});
+    const auto rollout = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
+                                  "ds/ambient-cni-node", "--timeout=180s"},
+                                 200s);
+    if (apply.exit_code == 0 && rollout.exit_code == 0) return "";
+    return "the DaemonSet did not become ready:\n" + apply.err + rollout.out + rollout.err +
+           cluster({"kubectl", "-n", "istio-system", "logs", "ds/ambient-cni-node"}).out;
+  }
+
+  static void TearDownTestSuite() {
+    ztunnel_.reset();
+    if (::geteuid() == 0) {
+      const auto down = cluster({"down"}, 300s);
+      if (down.exit_code != 0) std::cerr << "scripts/cluster.sh down: " << down.err;
+    }
+  }
+
+  // Istio's ztunnel in the node's namespaces, on our agent's ZDS socket (the DaemonSet's
+  // hostPath /var/run/ztunnel); ztunnel-mesh restarts it whenever the pods' config changes.
+  static void start_ztunnel() {
+    fs::create_directories(kZtunnelDir);
+    const auto env = read_file(kState / "env");
+    ztunnel_ = std::make_unique<BackgroundProcess>(
+        std::vector<std::string>{"/usr/bin/nsenter", "--mount=" + (kState / "ns/mnt").string(),
+                                 "--net=/run/netns/ambient-node", "--", AMBIENT_MESH_BIN, "run",
+                                 "--kubeconfig", (kState / "admin.kubeconfig").string(),
+                                 "--inpod-uds", "/var/run/ztunnel/ztunnel.sock", "--dir",
+                                 kZtunnelDir.string(), "--node-name", "ambient-node"},
+        (kZtunnelDir / "mesh.log").string());
+    settle();
+  }
+
+  // Until ztunnel runs the config of the API's current pods.
+  static void settle() {
+    run({"/usr/bin/nsenter", "--mount=" + (kState / "ns/mnt").string(),
+         "--net=/run/netns/ambient-node", "--", AMBIENT_MESH_BIN, "wait", "--kubeconfig",
+         (kState / "admin.kubeconfig").string(), "--dir", kZtunnelDir.string(), "--timeout-ms",
+         "60000"},
+        kEnv, "", 90s);
+  }
+
+  void SetUp() override { ASSERT_TRUE(problem_.empty()) << problem_; }
+
+  void label(const std::string& kind, const std::string& ns, const std::string& name,
+             const std::string& value) {
+    const std::string arg =
+        value.empty() ? "istio.io/dataplane-mode-" : "istio.io/dataplane-mode=" + value;
+    if (kind == "ns") {
+      kubectl({"label", "ns", name, arg, "--overwrite"});
+    } else {
+      kubectl({"-n", ns, "label", "pod", name, arg, "--overwrite"});
+    }
+  }
+
+  static inline std::string problem_;
+  static inline std::map<std::string, std::string> cni_conf_before_, cni_bin_before_;
+  static inline std::unique_ptr<BackgroundProcess> ztunnel_;
+};
+
+// Scenario 1: pods created with kubectl in an ambient namespace, an unlabelled one and an
+// excluded one, enrolled or untouched by the precedence rules.
+TEST_F(RealNode, PodsAreEnrolledOrUntouchedByThePrecedenceRules) {
+  EXPECT_TRUE(enrolled("demo", "web")) << annotation("demo", "web") << " " << rules("demo", "web");
+  EXPECT_TRUE(enrolled("demo", "client"));
+  EXPECT_TRUE(untouched("legacy", "web")) << annotation("legacy", "web") << rules("legacy", "web");
+  EXPECT_TRUE(untouched("legacy", "client"));
+  // kube-system is excluded: its pod's own ambient label is not looked at.
+  EXPECT_TRUE(untouched("kube-system", "tool")) << rules("kube-system", "tool");
+  // The plugin runs last in the node's conflist, as the installer wrote it.
+  const auto conflist = json::parse(read_file(kNodeCniConf / "10-bridge.conflist"));
+  ASSERT_FALSE(conflist["plugins"].empty());
+  EXPECT_EQ(conflist["plugins"].back()["type"], "ambient-cni");
+  // The kubelet started our container with exactly the manifest's securityContext.
+  const auto ds_pod =
+      json::parse(kubectl({"-n", "istio-system", "get", "pod", "-l",
+                           "app.kubernetes.io/name=ambient-cni-node", "-o", "json"}))["items"][0];
+  const auto& sc = ds_pod["spec"]["containers"][0]["securityContext"];
+  EXPECT_EQ(sc["privileged"], false);
+  EXPECT_EQ(sc["capabilities"]["add"],
+            json({"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE", "DAC_OVERRIDE"}));
+  EXPECT_EQ(ds_pod["spec"]["serviceAccountName"], "ambient-cni-node");
+}
+
+TEST_F(RealNode, MeshTrafficGoesThroughZtunnelAsHbone) {
+  settle();
+  const auto web = pod_ip("demo", "web");
+  const auto legacy_web = pod_ip("legacy", "web");
+  const auto from = ztunnel_log_size();
+  EXPECT_EQ(http_from("demo", "client", web), "web-demo");
+  EXPECT_EQ(http_from("legacy", "client", web), "web-demo");  // outside → mesh: plaintext in
+  EXPECT_EQ(http_from("legacy", "client", legacy_web), "web-legacy");
+  bool hbone = false, plaintext_in = false, legacy_seen = false;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& e : ztunnel_access(from)) {
+          const auto src_ns = e.value("src.namespace", "");
+          if (e.value("dst.hbone_addr", "") == web + ":8080" && src_ns == "demo" &&
+              e.value("src.identity", "") == "spiffe://cluster.local/ns/demo/sa/default" &&
+              e.value("dst.identity", "") == "spiffe://cluster.local/ns/demo/sa/default") {
+            hbone = true;
+          }
+          if (src_ns == "legacy" && e.value("dst.addr", "") == web + ":8080" &&
+              e.value("direction", "") == "inbound" && !e.contains("src.identity")) {
+            plaintext_in = true;
+          }
+          if (e.value("dst.addr", "").starts_with(legacy_web + ":")) legacy_seen = true;
+        }
+        return hbone && plaintext_in;
+      },
+      20s, 200ms))
+      << "HBONE demo→demo seen: " << hbone << ", plaintext legacy→demo seen: " << plaintext_in;
+  EXPECT_FALSE(legacy_seen) << "traffic between untouched pods went through ztunnel";
+}
+
+// Scenario 2: the seed's four commands on running pods, no restarts.
+TEST_F(RealNode, TheSeedsLabelCommandsMoveRunningPodsInAndOut) {
+  const int before = restarts("legacy", "web") + restarts("demo", "web");
+  label("ns", "", "legacy", "ambient");
+  EXPECT_TRUE(wait_until([] { return enrolled("legacy", "web") && enrolled("legacy", "client"); },
+                         30s, 300ms))
+      << annotation("legacy", "web") << " " << rules("legacy", "web");
+  label("ns", "", "legacy", "");
+  EXPECT_TRUE(wait_until([] { return untouched("legacy", "web") && untouched("legacy", "client"); },
+                         30s, 300ms))
+      << annotation("legacy", "web") << " " << rules("legacy", "web");
+
+  label("pod", "legacy", "web", "ambient");  // one pod opts in anywhere
+  EXPECT_TRUE(wait_until([] { return enrolled("legacy", "web"); }, 30s, 300ms));
+  EXPECT_TRUE(untouched("legacy", "client"));
+  label("pod", "legacy", "web", "");
+  EXPECT_TRUE(wait_until([] { return untouched("legacy", "web"); }, 30s, 300ms));
+
+  label("pod", "demo", "web", "none");  // one pod opts out of an ambient namespace
+  EXPECT_TRUE(wait_until([] { return untouched("demo", "web"); }, 30s, 300ms));
+  EXPECT_TRUE(enrolled("demo", "client"));
+  label("pod", "demo", "web", "");
+  EXPECT_TRUE(wait_until([] { return enrolled("demo", "web"); }, 30s, 300ms));
+
+  EXPECT_EQ(restarts("legacy", "web") + restarts("demo", "web"), before);
+  settle();
+  EXPECT_EQ(http_from("demo", "client", pod_ip("demo", "web")), "web-demo");
+}
+
+// Scenario 7: what the cluster may hold — a 200 KiB annotation, a namespace with 300 labels.
+TEST_F(RealNode, BigAnnotationsAndManyLabelsAreHandled) {
+  const std::string big(200 * 1024, 'a');
+  const std::string manifest =
+      "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: crowded\n  labels:\n"
+      "    istio.io/dataplane-mode: ambient\n" +
+      [&] {
+        std::string out;
+        for (int i = 0; i < 300; ++i) out += "    team-" + std::to_string(i) + ": x\n";
+        return out;
+      }() +
+      "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: heavy\n  namespace: crowded\n"
+      "  annotations:\n    example.com/blob: " +
+      big +
+      "\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n"
+      "    image: docker.io/ambient-test/app:0.1.0\n    imagePullPolicy: Never\n"
+      "    command: [sleep, '100000']\n";
+  const fs::path file = kState / "crowded.yaml";
+  std::ofstream(file) << manifest;
+  kubectl({"create", "-f", file.string()});  // apply would copy it into last-applied (> 256 KiB)
+  EXPECT_EQ(cluster({"kubectl", "-n", "crowded", "wait", "--for=condition=Ready", "pod/heavy",
+                     "--timeout=120s"},
+                    150s)
+                .exit_code,
+            0);
+  EXPECT_TRUE(enrolled("crowded", "heavy"))
+      << annotation("crowded", "heavy") << " " << rules("crowded", "heavy");
+  kubectl({"delete", "ns", "crowded", "--wait=true"}, 120s);
+  // The agent is still the same process.
+  const auto ds_pod =
+      json::parse(kubectl({"-n", "istio-system", "get", "pod", "-l",
+                           "app.kubernetes.io/name=ambient-cni-node", "-o", "json"}))["items"][0];
+  EXPECT_EQ(ds_pod["status"]["containerStatuses"][0]["restartCount"], 0);
+}
+
+// Scenario 3: a rolling update to a new image tag. Enrolled pods stay captured throughout; a pod
+// created meanwhile waits and then runs enrolled, never outside the mesh.
+TEST_F(RealNode, ARollingUpdateNeverLeavesAPodOutsideTheMesh) {
+  const fs::path out = kState / "images-next";
+  ASSERT_EQ(run({(kRepo / "scripts/images.sh").string(), "build", "--tag", "0.1.1", "--out",
+                 out.string(), "--bin-dir", fs::path(AMBIENT_NODE_BIN).parent_path().string()},
+                kEnv, "", 300s)
+                .exit_code,
+            0);
+  ASSERT_EQ(run({(kRepo / "scripts/images.sh").string(), "import", "--out", out.string(),
+                 "--address", (kState / "node/run-containerd/containerd.sock").string()},
+                kEnv, "", 120s)
+                .exit_code,
+            0);
+  kubectl(
+      {"-n", "istio-system", "set", "image", "ds/ambient-cni-node", "node=ambient-cni-node:0.1.1"});
+  bool created = false;
+  std::vector<std::string> seen;  // what a pod created during the rollout was seen as
+  const auto done = [&] {
+    const auto x = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
+                            "ds/ambient-cni-node", "--watch=false"});
+    return x.exit_code == 0 && x.out.find("successfully rolled out") != std::string::npos;
+  };
+  int checks = 0;
+  while (!done() || checks < 3) {
+    ++checks;
+    EXPECT_EQ(rules("demo", "web"), "current") << "during the rollout";
+    EXPECT_EQ(rules("demo", "client"), "current") << "during the rollout";
+    if (!created) {
+      kubectl({"-n", "demo", "run", "newcomer", "--image=docker.io/ambient-test/app:0.1.0",
+               "--image-pull-policy=Never", "--restart=Never", "--", "sleep", "100000"});
+      created = true;
+    }
+    const auto phase =
+        object("pod", "demo", "newcomer").value("/status/phase"_json_pointer, std::string());
+    if (phase == "Running") seen.push_back(rules("demo", "newcomer"));
+    ASSERT_LT(checks, 200) << "the rollout did not finish";
+  }
+  ASSERT_EQ(cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready", "pod/newcomer",
+                     "--timeout=120s"},
+                    150s)
+                .exit_code,
+            0);
+  EXPECT_TRUE(enrolled("demo", "newcomer"));
+  for (const auto& s : seen) EXPECT_EQ(s, "current") << "the new pod ran outside the mesh";
+  EXPECT_EQ(restarts("demo", "newcomer"), 0);
+  const auto ds = object("ds", "istio-system", "ambient-cni-node");
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][0]["image"], "ambient-cni-node:0.1.1");
+  kubectl({"-n", "demo", "delete", "pod", "newcomer", "--wait=true"}, 90s);
+}
+
+// Scenario 5, the order that unenrols every pod first: the DaemonSet goes while its
+// ServiceAccount and RBAC still exist (README: Uninstall), then the rest. The node's CNI
+// directories are as they were before the install.
+TEST_F(RealNode, DeletingTheDaemonSetFirstUnenrolsEveryPodAndRestoresTheCniDirectories) {
+  ASSERT_TRUE(enrolled("demo", "web"));
+  kubectl({"-n", "istio-system", "delete", "ds", "ambient-cni-node", "--wait=true"}, 180s);
+  EXPECT_TRUE(wait_until([] { return no_agent_pod(); }, 90s, 500ms));
+  EXPECT_TRUE(untouched("demo", "web")) << annotation("demo", "web") << " " << rules("demo", "web");
+  EXPECT_TRUE(untouched("demo", "client"));
+  EXPECT_EQ(contents(kNodeCniConf), cni_conf_before_);
+  EXPECT_EQ(contents(kNodeCniBin), cni_bin_before_);
+  kubectl({"delete", "-k", kOverlay, "--wait=true"}, 180s);
+
+  // Installed again: the running pods of the ambient namespace are enrolled again.
+  install();
+  EXPECT_TRUE(
+      wait_until([] { return enrolled("demo", "web") && enrolled("demo", "client"); }, 60s, 500ms))
+      << annotation("demo", "web") << " " << rules("demo", "web");
+}
+
+// Scenario 5 as users type it: `kubectl delete -k` deletes our ServiceAccount and RBAC together
+// with the DaemonSet, so the agent is refused by the API when its SIGTERM comes. It gives the
+// node back — CNI directories as before, so new pods start normally — and every enrolled pod
+// stays exactly as its `enabled` annotation says (captured, served by ztunnel) until it restarts.
+TEST_F(RealNode, DeleteKGivesTheNodeBackAndLeavesNoPodHalfEnrolled) {
+  ASSERT_TRUE(enrolled("demo", "web"));
+  kubectl({"delete", "-k", kOverlay, "--wait=true"}, 180s);
+  EXPECT_TRUE(wait_until([] { return no_agent_pod(); }, 90s, 500ms));
+  EXPECT_EQ(contents(kNodeCniConf), cni_conf_before_);
+  EXPECT_EQ(contents(kNodeCniBin), cni_bin_before_);
+  for (const char* pod : {"web", "client"}) {
+    const auto a = annotation("demo", pod);
+    const auto r = rules("demo", pod);
+    EXPECT_TRUE((a == "enabled" && r == "current") || (a.empty() && r == "absent"))
+        << "demo/" << pod << " is half enrolled: annotation '" << a << "', rules " << r;
+  }
+  kubectl({"-n", "demo", "run", "after", "--image=docker.io/ambient-test/app:0.1.0",
+           "--image-pull-policy=Never", "--restart=Never", "--", "sleep", "100000"});
+  EXPECT_EQ(cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready", "pod/after",
+                     "--timeout=120s"},
+                    150s)
+                .exit_code,
+            0)
+      << "a pod could not start after the uninstall";
+  EXPECT_TRUE(untouched("demo", "after"));
+}
+
+}  // namespace
+}  // namespace ambient::testing
