@@ -116,7 +116,13 @@ struct Agent::Impl final : PluginRequests {
   // Why the agent cannot enrol pods yet ("" when it can): what /readyz and CNI STATUS report.
   std::string not_ready_reason() const {
     if (!ready) return "not serving yet (restoring earlier state)";
-    if (reconciler && !reconciler->startup_done()) return "startup reconcile not done";
+    if (reconciler) {
+      // A verb missing from our RBAC: label changes would be missed. Said, not hidden.
+      if (const auto why = reconciler->refused(); !why.empty()) {
+        return "the API refuses the node agent: " + why;
+      }
+      if (!reconciler->startup_done()) return "startup reconcile not done";
+    }
     if (options.ready_gate && !options.ready_gate()) return "the plugin is not installed";
     return "";
   }

@@ -117,6 +117,30 @@ std::vector<nlohmann::json> Informer::items() const {
   return out;
 }
 
+std::string Informer::refused() const {
+  std::lock_guard lock(mu_);
+  return refused_;
+}
+
+void Informer::note_refusal(const kube::ApiError& e) {
+  if (e.kind() != kube::ApiError::Kind::kForbidden &&
+      e.kind() != kube::ApiError::Kind::kUnauthorized) {
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    refused_ = e.what();
+  }
+  log_->error("{}: the API refuses the node agent: {} (check the ClusterRole ambient-cni-node)",
+              options_.name, e.what());
+  if (options_.degraded) options_.degraded("api_refused");
+}
+
+void Informer::clear_refusal() {
+  std::lock_guard lock(mu_);
+  refused_.clear();
+}
+
 void Informer::sleep_for(std::chrono::milliseconds d) {
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, d, [this] { return !running_.load(); });
@@ -129,8 +153,10 @@ bool Informer::relist(kube::Client& client) {
   } catch (const kube::ApiError& e) {
     log_->warn("{}: list failed: {}", options_.name, e.what());
     if (options_.degraded) options_.degraded("api_list_failed");
+    note_refusal(e);
     return false;
   }
+  clear_refusal();
   std::map<std::string, nlohmann::json> fresh;
   std::size_t skipped = 0;
   for (const auto& item : list["items"]) {
@@ -210,6 +236,7 @@ bool Informer::watch_once(kube::Client& client) {
           if (options_.degraded) options_.degraded("malformed_api_object");
           return true;
         }
+        clear_refusal();  // the watch is served
         const auto& object = event["object"];
         apply(e.type, object);
         return running_.load();
@@ -239,6 +266,7 @@ void Informer::run() {
       }
       log_->warn("{}: watch interrupted: {}; retrying in {} ms", options_.name, e.what(),
                  backoff.count());
+      note_refusal(e);
       if (options_.degraded) options_.degraded("api_watch_interrupted");
       client.reset();  // a fresh connection after a failure
       sleep_for(backoff);

@@ -61,6 +61,10 @@ class Informer {
   void start();
   void stop();
   bool synced() const { return synced_; }  // the first list completed
+  // What the API answered when it last refused this informer's list or watch (401/403: a verb
+  // missing from our RBAC, a deleted identity), "" once a list or a watch event got through.
+  // The agent is not ready meanwhile: it would miss label changes.
+  std::string refused() const;
   bool wait_synced(std::chrono::milliseconds timeout) const;
   std::optional<nlohmann::json> get(const std::string& key) const;
   std::vector<nlohmann::json> items() const;
@@ -75,6 +79,8 @@ class Informer {
   bool watch_once(kube::Client& client);
   void apply(const std::string& type, const nlohmann::json& object);
   void sleep_for(std::chrono::milliseconds d);
+  void note_refusal(const kube::ApiError& e);  // 401/403: refused_ set, logged loudly
+  void clear_refusal();
 
   Options options_;
   ClientFactory make_client_;
@@ -88,6 +94,7 @@ class Informer {
   mutable std::condition_variable cv_;
   std::map<std::string, nlohmann::json> store_;
   std::string resource_version_;
+  std::string refused_;  // see refused(); under mu_
 };
 
 }  // namespace ambient::agent

@@ -339,6 +339,16 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
   return true;
 }
 
+std::string Reconciler::refused() const {
+  std::string out;
+  for (const auto* informer : {pod_informer_.get(), ns_informer_.get()}) {
+    if (informer == nullptr) continue;
+    const auto why = informer->refused();
+    if (!why.empty()) out += (out.empty() ? "" : "; ") + why;
+  }
+  return out;
+}
+
 void Reconciler::repair_drift() {
   for (const auto& p : d_.pods.all()) {
     d_.enroller.repair(p.uid());  // under the pod's lock, re-checked there

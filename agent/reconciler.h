@@ -60,6 +60,8 @@ class Reconciler {
   void start();
   void stop();
   bool startup_done() const { return startup_done_; }
+  // Why the API refuses our list or watch of pods or namespaces ("" when it does not).
+  std::string refused() const;
   // True when no pod is queued or being worked on.
   bool idle() const;
 

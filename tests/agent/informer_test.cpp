@@ -177,6 +177,26 @@ TEST_F(InformerTest, AnAnswerOverTheBodyCapIsRefusedNotHeld) {
   EXPECT_TRUE(has("good"));
 }
 
+// A verb missing from our ClusterRole: the API's 403 names it; the informer says so until a
+// watch gets through again.
+TEST_F(InformerTest, ARefusedWatchIsReportedUntilTheApiServesItAgain) {
+  testing::ApiFault f;
+  f.path_prefix = "/api/v1/namespaces";
+  f.status = 403;
+  f.query_contains = "watch=1";
+  api_.add_fault(f);
+  start();
+  ASSERT_TRUE(informer_->wait_synced(5s));  // the list is allowed
+  ASSERT_TRUE(testing::wait_until([&] { return !informer_->refused().empty(); }, 5s));
+  EXPECT_NE(informer_->refused().find("403"), std::string::npos) << informer_->refused();
+  EXPECT_NE(log_text_.str().find("the API refuses the node agent"), std::string::npos);
+  EXPECT_GT(degraded("api_refused"), 0);
+  api_.clear_faults();
+  api_.put(ns("later"));  // an event on the restored watch
+  EXPECT_TRUE(testing::wait_until([&] { return informer_->refused().empty(); }, 5s));
+  EXPECT_TRUE(testing::wait_until([&] { return has("later"); }, 5s));
+}
+
 TEST(WatchEventClassification, WhatTheInformerDoesWithEachShape) {
   const auto c = [](const char* text) { return classify_watch_event(json::parse(text)); };
   EXPECT_EQ(c(R"({"type":"ADDED","object":{"metadata":{"name":"a","namespace":"d"}}})").key, "d/a");

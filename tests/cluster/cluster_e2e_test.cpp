@@ -192,6 +192,8 @@ class RealNode : public ::testing::Test {
   // kubectl apply -k of the testbed overlay, until the DaemonSet's pod is ready; "" or what went
   // wrong.
   static std::string install() {
+    // A namespace still terminating from an uninstall would refuse the new objects.
+    cluster({"kubectl", "wait", "--for=delete", "namespace/istio-system", "--timeout=120s"}, 150s);
     const auto apply = cluster({"kubectl", "apply", "-k", kOverlay});
     const auto rollout = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
                                   "ds/ambient-cni-node", "--timeout=180s"},
@@ -432,10 +434,10 @@ TEST_F(RealNode, DeletingTheDaemonSetFirstUnenrolsEveryPodAndRestoresTheCniDirec
   EXPECT_TRUE(untouched("demo", "client"));
   EXPECT_EQ(contents(kNodeCniConf), cni_conf_before_);
   EXPECT_EQ(contents(kNodeCniBin), cni_bin_before_);
-  kubectl({"delete", "-k", kOverlay, "--wait=true"}, 180s);
+  kubectl({"delete", "-k", kOverlay, "--wait=true", "--ignore-not-found"}, 180s);
 
   // Installed again: the running pods of the ambient namespace are enrolled again.
-  install();
+  ASSERT_EQ(install(), "");
   EXPECT_TRUE(
       wait_until([] { return enrolled("demo", "web") && enrolled("demo", "client"); }, 60s, 500ms))
       << annotation("demo", "web") << " " << rules("demo", "web");
