@@ -337,6 +337,47 @@ TEST_F(RealNode, TheSeedsLabelCommandsMoveRunningPodsInAndOut) {
   EXPECT_EQ(http_from("demo", "client", pod_ip("demo", "web")), "web-demo");
 }
 
+// Scenario 6: one verb removed from our ClusterRole. The agent says so, loudly: /readyz 503 (so
+// the kubelet keeps its pod unready) and an error naming what the API refused.
+TEST_F(RealNode, AVerbMissingFromTheClusterRoleIsReportedNotHidden) {
+  kubectl({"patch", "clusterrole", "ambient-cni-node", "--type=json", "-p",
+           R"([{"op":"replace","path":"/rules/0/verbs","value":["get","list"]}])"});
+  kubectl({"-n", "istio-system", "delete", "pod", "-l", "app.kubernetes.io/name=ambient-cni-node",
+           "--wait=true"},
+          120s);
+  std::string readyz;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        readyz = cluster({"node", "curl", "-s", "-m", "2", "http://127.0.0.1:8000/readyz"}).out;
+        return readyz.find("the API refuses the node agent") != std::string::npos;
+      },
+      60s, 500ms))
+      << readyz;
+  EXPECT_NE(readyz.find("cannot watch resource"), std::string::npos) << readyz;
+  const auto logs = cluster({"kubectl", "-n", "istio-system", "logs", "-l",
+                             "app.kubernetes.io/name=ambient-cni-node"})
+                        .out;
+  EXPECT_NE(logs.find("error"), std::string::npos);
+  EXPECT_NE(logs.find("cannot watch resource \"pods\""), std::string::npos) << logs;
+  // The enrolled pods were never touched meanwhile (an upgrade-like restart).
+  EXPECT_EQ(rules("demo", "web"), "current");
+  // The ClusterRole back as the manifests have it: ready again, with no restart, once a watch
+  // delivers (a namespace and a pod change here; on a live cluster pods change all the time).
+  kubectl({"apply", "-k", kOverlay});
+  EXPECT_TRUE(wait_until(
+      [] {
+        cluster({"kubectl", "label", "ns", "legacy",
+                 "e2e.ambient-cni/poke=" + std::to_string(::time(nullptr)), "--overwrite"});
+        cluster({"kubectl", "-n", "demo", "annotate", "pod", "client",
+                 "e2e.ambient-cni/poke=" + std::to_string(::time(nullptr)), "--overwrite"});
+        return cluster({"node", "curl", "-s", "-m", "2", "http://127.0.0.1:8000/readyz"}).out ==
+               "ready\n";
+      },
+      60s, 2s));
+  EXPECT_EQ(install(), "");
+  EXPECT_TRUE(wait_until([] { return enrolled("demo", "web"); }, 30s, 500ms));
+}
+
 // Scenario 7: what the cluster may hold — a 200 KiB annotation, a namespace with 300 labels.
 TEST_F(RealNode, BigAnnotationsAndManyLabelsAreHandled) {
   const std::string big(200 * 1024, 'a');
