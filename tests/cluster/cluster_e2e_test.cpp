@@ -355,7 +355,7 @@ TEST_F(RealNode, AVerbMissingFromTheClusterRoleIsReportedNotHidden) {
       << readyz;
   EXPECT_NE(readyz.find("cannot watch resource"), std::string::npos) << readyz;
   const auto logs = cluster({"kubectl", "-n", "istio-system", "logs", "-l",
-                             "app.kubernetes.io/name=ambient-cni-node"})
+                             "app.kubernetes.io/name=ambient-cni-node", "--tail=-1"})
                         .out;
   EXPECT_NE(logs.find("error"), std::string::npos);
   EXPECT_NE(logs.find("cannot watch resource \"pods\""), std::string::npos) << logs;
