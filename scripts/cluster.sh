@@ -9,6 +9,10 @@
 #   scripts/cluster.sh node CMD...      run CMD inside the node's network + mount namespaces
 #   scripts/cluster.sh images [--build] (re)import the test images into the node's containerd
 #                                       (--build: run scripts/images.sh build first)
+#   scripts/cluster.sh reboot           the node reboots: kubelet, containerd and every pod stop,
+#                                       its /run (pod netns, sockets, our run dir) and firewall
+#                                       are wiped, containerd and kubelet start again; the
+#                                       control plane keeps running
 #
 # Environment: AMBIENT_CLUSTER_DIR (state dir, default /var/lib/ambient-cni/cluster),
 # AMBIENT_CLUSTER_NICE (nice level of every component, default 5), AMBIENT_CLUSTER_TIMEOUT
@@ -100,7 +104,7 @@ KUBELET_SYSCTLS=(vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel
 say() { echo "==> cluster: $*" >&2; }
 warn() { echo "cluster: warning: $*" >&2; }
 die() { echo "cluster: $*" >&2; exit 1; }
-usage() { sed -n '5,11p' "$self" | sed 's/^# *//' >&2; exit "${1:-2}"; }
+usage() { sed -n '5,15p' "$self" | sed 's/^# *//' >&2; exit "${1:-2}"; }
 
 need_root() { [[ $EUID -eq 0 ]] || die "run as root (namespaces, mounts, cgroups)"; }
 
@@ -698,6 +702,48 @@ cmd_down() {
   return 0
 }
 
+# --- reboot -------------------------------------------------------------------------------------
+# What a node reboot does to what the node keeps: processes gone, tmpfs /run empty (pod netns,
+# containerd's state, the ZDS socket, ambient-cni's run dir), the kernel's nftables empty;
+# /var/lib (kubelet, containerd's content, host-local IPAM) and /etc/cni stay.
+cmd_reboot() {
+  need_root
+  netns_exists && mntns_exists || die "cluster is down"
+  load_env
+  set +e
+  local pid pids i d
+  SIGNALLED=""
+  local t0
+  t0=$(now_us)
+  pid=$(component_pid kubelet) && signal_wait KILL 5 "$pid"
+  for i in 1 2 3 4 5; do
+    pids=$(cgroup_pids | sort -un)
+    [[ -z $pids ]] && break
+    # shellcheck disable=SC2086
+    signal_wait KILL 5 $pids
+  done
+  pid=$(component_pid containerd) && signal_wait KILL 5 "$pid"
+  pids=$(for p in $(node_pids); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == containerd-shim* ]] && echo "$p"; done)
+  # shellcheck disable=SC2086
+  [[ -n $pids ]] && signal_wait KILL 5 $pids
+  # /run is a tmpfs: everything under the node's run dirs goes (pod netns are bind mounts).
+  in_node sh -c 'for f in /run/netns/*; do umount "$f" 2>/dev/null; rm -f "$f"; done'
+  for d in run-containerd run-ztunnel run-ambient-cni; do
+    in_node find "$STATE/node/$d" -mindepth 1 -delete 2>/dev/null
+  done
+  in_net nft flush ruleset
+  set -e
+  say "node down ($(( ($(now_us) - t0) / 1000 )) ms): starting containerd and kubelet again"
+  SNAPSHOTTER=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
+  start containerd /usr/bin/containerd --config "$STATE/containerd.toml"
+  wait_for "containerd" containerd in_node ctr -a /run/containerd/containerd.sock version
+  start kubelet "$KBIN/kubelet" --config="$STATE/kubelet-config.yaml" \
+    --kubeconfig="$STATE/kubelet.kubeconfig" --hostname-override="$NODE_NAME" \
+    --node-ip="$NODE_IP" --v=1
+  wait_for "node $NODE_NAME Ready" kubelet node_ready
+  say "rebooted"
+}
+
 # --- status -------------------------------------------------------------------------------------
 cmd_status() {
   local c pid up=0
@@ -738,6 +784,7 @@ case "${1:-}" in
     netns_exists && mntns_exists || die "cluster is down"
     SNAPSHOTTER=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
     import_images "$@" ;;
+  reboot) shift; cmd_reboot ;;
   __node-mounts) node_mounts ;;
   -h | --help | help) usage 0 ;;
   *) usage ;;

@@ -11,6 +11,7 @@
 // pods, and ztunnel's access log says how it went.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -204,6 +205,7 @@ class RealNode : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
+    if (ztunnel_) ztunnel_->stop(SIGTERM, 15s);
     ztunnel_.reset();
     if (::geteuid() == 0) {
       const auto down = cluster({"down"}, 300s);
@@ -462,6 +464,59 @@ TEST_F(RealNode, ARollingUpdateNeverLeavesAPodOutsideTheMesh) {
   const auto ds = object("ds", "istio-system", "ambient-cni-node");
   EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][0]["image"], "ambient-cni-node:0.1.1");
   kubectl({"-n", "demo", "delete", "pod", "newcomer", "--wait=true"}, 90s);
+}
+
+// Scenario 4: the node reboots (kubelet, containerd, every pod, our pod and ztunnel stop; /run
+// and the firewall are wiped). Every pod comes back in a new sandbox; no container of an ambient
+// pod ever runs before its netns is captured.
+TEST_F(RealNode, ANodeRebootNeverRunsAnAmbientPodUncaptured) {
+  ASSERT_TRUE(enrolled("demo", "web"));
+  const auto first_container = [](const std::string& ns, const std::string& pod) {
+    const auto statuses =
+        object("pod", ns, pod).value("/status/containerStatuses"_json_pointer, json::array());
+    return statuses.empty() ? std::string() : statuses[0].value("containerID", std::string());
+  };
+  const std::map<std::string, std::string> before = {{"web", first_container("demo", "web")},
+                                                     {"client", first_container("demo", "client")}};
+  ztunnel_->stop(SIGTERM, 15s);  // ztunnel's own pod stops with the node
+  ztunnel_.reset();
+  const auto reboot = cluster({"reboot"}, 300s);
+  ASSERT_EQ(reboot.exit_code, 0) << reboot.err;
+  start_ztunnel();
+  // Until both are Ready in new containers: whenever a new container runs, it is captured.
+  std::map<std::string, int> checked;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        bool all_new_and_ready = true;
+        for (const auto& [pod, old_id] : before) {
+          const auto id = first_container("demo", pod);
+          const auto p = object("pod", "demo", pod);
+          const bool running =
+              p.value("/status/containerStatuses/0/state"_json_pointer, json::object())
+                  .contains("running");
+          if (!id.empty() && id != old_id && running) {
+            const auto r = rules("demo", pod);
+            if (r != "<no running container>") {
+              EXPECT_EQ(r, "current") << "demo/" << pod << " runs uncaptured after the reboot";
+              ++checked[pod];
+            }
+          }
+          const bool ready = cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready",
+                                      "pod/" + pod, "--timeout=1s"})
+                                 .exit_code == 0;
+          all_new_and_ready = all_new_and_ready && id != old_id && ready;
+        }
+        return all_new_and_ready;
+      },
+      240s, 500ms))
+      << cluster({"kubectl", "get", "pods", "-A", "-o", "wide"}).out;
+  EXPECT_GT(checked["web"], 0);
+  EXPECT_GT(checked["client"], 0);
+  EXPECT_TRUE(enrolled("demo", "web"));
+  EXPECT_TRUE(enrolled("demo", "client"));
+  EXPECT_TRUE(wait_until([] { return untouched("legacy", "web"); }, 120s, 1s));
+  settle();
+  EXPECT_EQ(http_from("demo", "client", pod_ip("demo", "web")), "web-demo");
 }
 
 // Scenario 5, the order that unenrols every pod first: the DaemonSet goes while its
