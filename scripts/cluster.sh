@@ -649,12 +649,7 @@ cmd_down() {
   SIGNALLED=""
   # kubelet first (no restarts of what is killed next), then the pods, then the rest.
   pid=$(component_pid kubelet) && signal_wait TERM 5 "$pid"
-  for i in 1 2 3 4 5; do
-    pids=$(cgroup_pids | sort -un)
-    [[ -z $pids ]] && break
-    # shellcheck disable=SC2086
-    signal_wait KILL 5 $pids
-  done
+  kill_pods
   # The API's clients and the apiserver together, etcd last (an apiserver that loses etcd
   # mid-shutdown hangs on it).
   pids=""
@@ -702,6 +697,17 @@ cmd_down() {
   return 0
 }
 
+# Every pod process (the node's pod cgroups), SIGKILLed until none is left.
+kill_pods() {
+  local i pids
+  for i in 1 2 3 4 5; do
+    pids=$(cgroup_pids | sort -un)
+    [[ -z $pids ]] && break
+    # shellcheck disable=SC2086
+    signal_wait KILL 5 $pids
+  done
+}
+
 # --- reboot -------------------------------------------------------------------------------------
 # What a node reboot does to what the node keeps: processes gone, tmpfs /run empty (pod netns,
 # containerd's state, the ZDS socket, ambient-cni's run dir), the kernel's nftables empty;
@@ -711,17 +717,11 @@ cmd_reboot() {
   netns_exists && mntns_exists || die "cluster is down"
   load_env
   set +e
-  local pid pids i d
+  local pid pids d t0
   SIGNALLED=""
-  local t0
   t0=$(now_us)
   pid=$(component_pid kubelet) && signal_wait KILL 5 "$pid"
-  for i in 1 2 3 4 5; do
-    pids=$(cgroup_pids | sort -un)
-    [[ -z $pids ]] && break
-    # shellcheck disable=SC2086
-    signal_wait KILL 5 $pids
-  done
+  kill_pods
   pid=$(component_pid containerd) && signal_wait KILL 5 "$pid"
   pids=$(for p in $(node_pids); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == containerd-shim* ]] && echo "$p"; done)
   # shellcheck disable=SC2086
@@ -734,13 +734,8 @@ cmd_reboot() {
   in_net nft flush ruleset
   set -e
   say "node down ($(( ($(now_us) - t0) / 1000 )) ms): starting containerd and kubelet again"
-  SNAPSHOTTER=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
-  start containerd /usr/bin/containerd --config "$STATE/containerd.toml"
-  wait_for "containerd" containerd in_node ctr -a /run/containerd/containerd.sock version
-  start kubelet "$KBIN/kubelet" --config="$STATE/kubelet-config.yaml" \
-    --kubeconfig="$STATE/kubelet.kubeconfig" --hostname-override="$NODE_NAME" \
-    --node-ip="$NODE_IP" --v=1
-  wait_for "node $NODE_NAME Ready" kubelet node_ready
+  start_containerd
+  start_kubelet
   say "rebooted"
 }
 

@@ -280,22 +280,30 @@ go_write_build_info() {  # dir name version took extra-lines...
 # module at ./staging/src/..., which a consumer module does not see, and requires them at v0.0.0,
 # which is not published; so the consumer module in $dir/module replaces each with the published
 # v0.<minor>.<patch> of the same release, then builds k8s.io/kubernetes/cmd/<binary>.
+# A Go peer's cache folder: reused when built (its bin/ printed, false returned), else emptied
+# for a fresh build (bin/, module/ and an empty build.log ready; Go's caches set up).
+go_fresh() {  # dir name version binary...
+  local dir=$1 name=$2 ver=$3
+  shift 3
+  if go_built "$dir" "$@"; then
+    say "$name $ver cached at $dir/bin"
+    echo "$dir/bin"
+    return 1
+  fi
+  go_setup
+  rm -rf "$dir/bin" "$dir/BUILD-INFO" "$dir/module"
+  mkdir -p "$dir/bin" "$dir/module"
+  : >"$dir/build.log"
+  say "$name $ver: modules from $GOPROXY into $GOMODCACHE (log: $dir/build.log)"
+}
+
 build_kubernetes() {
   local dir ver minor staging log start mod gover b t0 took
   dir="$(kubernetes_dir)"
   ver=$KUBERNETES_VERSION
-  if go_built "$dir" "${KUBERNETES_BINARIES[@]}"; then
-    say "kubernetes $ver cached at $dir/bin"
-    echo "$dir/bin"
-    return 0
-  fi
-  go_setup
+  go_fresh "$dir" kubernetes "$ver" "${KUBERNETES_BINARIES[@]}" || return 0
   start=$SECONDS
-  rm -rf "$dir/bin" "$dir/BUILD-INFO" "$dir/module"
-  mkdir -p "$dir/bin" "$dir/module"
   log="$dir/build.log"
-  : >"$log"
-  say "kubernetes $ver: modules from $GOPROXY into $GOMODCACHE (log: $log)"
   mod=$(go_module k8s.io/kubernetes "$ver" "$log")
   mod=${mod%%$'\n'*}
   [[ -f $mod ]] || die "kubernetes: no go.mod for k8s.io/kubernetes@$ver"
@@ -360,18 +368,9 @@ build_etcd() {
   local dir ver log start mod moddir gover pkg
   dir="$(etcd_dir)"
   ver=$ETCD_VERSION
-  if go_built "$dir" etcd; then
-    say "etcd $ver cached at $dir/bin"
-    echo "$dir/bin"
-    return 0
-  fi
-  go_setup
+  go_fresh "$dir" etcd "$ver" etcd || return 0
   start=$SECONDS
-  rm -rf "$dir/bin" "$dir/BUILD-INFO" "$dir/module"
-  mkdir -p "$dir/bin" "$dir/module"
   log="$dir/build.log"
-  : >"$log"
-  say "etcd $ver: modules from $GOPROXY into $GOMODCACHE (log: $log)"
   mod=$(go_module go.etcd.io/etcd/server/v3 "$ver" "$log")
   moddir=${mod#*$'\n'}
   mod=${mod%%$'\n'*}
