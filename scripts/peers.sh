@@ -10,7 +10,12 @@
 #                                     from Go modules; prints their bin/ folder last
 #   scripts/peers.sh etcd             build (or reuse) the etcd server from Go modules; prints its
 #                                     bin/ folder last
-#   scripts/peers.sh path ztunnel|istio|kubernetes|etcd
+#   scripts/peers.sh istio-cni        build (or reuse) Istio's CNI plugin (istio-cni) and node agent
+#                                     (install-cni) from the same istio.io/istio module, the way
+#                                     Istio's Makefile builds them; prints their bin/ folder last
+#   scripts/peers.sh helm             build (or reuse) Helm 3 (helm.sh/helm/v3 cmd/helm); prints its
+#                                     bin/ folder last
+#   scripts/peers.sh path ztunnel|istio|istio-cni|kubernetes|etcd|helm
 #                                     print the cached path, or fail if it is not there
 #
 # Cache: $AMBIENT_PEERS_CACHE (default /var/cache/ambient-cni/peers)/<name>-<version>/; the Go
@@ -52,6 +57,8 @@ KUBERNETES_VERSION=v1.34.4
 KUBERNETES_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 # The etcd server (go.etcd.io/etcd/server/v3); the newest 3.6 patch served; Go >= 1.26.0.
 ETCD_VERSION=v3.6.16
+# Helm 3, as the Go module proxy serves it (helm.sh/helm/v3); Go >= 1.24.
+HELM_VERSION=v3.22.0
 
 say() { echo "==> peers: $*" >&2; }
 die() { echo "peers: $*" >&2; exit 1; }
@@ -61,6 +68,8 @@ ztunnel_dir() { echo "$cache/ztunnel-$ZTUNNEL_VERSION"; }
 istio_dir() { echo "$cache/istio-$ISTIO_VERSION"; }
 kubernetes_dir() { echo "$cache/kubernetes-$KUBERNETES_VERSION"; }
 etcd_dir() { echo "$cache/etcd-$ETCD_VERSION"; }
+istio_cni_dir() { echo "$cache/istio-cni-$ISTIO_VERSION"; }
+helm_dir() { echo "$cache/helm-$HELM_VERSION"; }
 
 # Cargo.toml names an optional git dependency (boring-rustls-provider, for the tls-boring
 # feature only) and Cargo.lock lists its git packages; git hosts cannot be reached. The copy
@@ -402,11 +411,91 @@ build_etcd() {
   echo "$dir/bin"
 }
 
+# Istio's CNI plugin and node agent from the istio.io/istio module (the same version whose source
+# `istio` fetches), built as Istio's Makefile builds CNI_BINARIES: CGO off, its agent tags, -s -w,
+# and pkg/version stamped so `install-cni --version` and its logs say what runs.
+ISTIO_CNI_BINARIES=(istio-cni install-cni)
+build_istio_cni() {
+  local dir ver log start mod gover b t0 times=()
+  dir="$(istio_cni_dir)"
+  ver=$ISTIO_VERSION
+  go_fresh "$dir" istio-cni "$ver" "${ISTIO_CNI_BINARIES[@]}" || return 0
+  start=$SECONDS
+  log="$dir/build.log"
+  mod=$(go_module istio.io/istio "$ver" "$log")
+  mod=${mod%%$'\n'*}
+  [[ -f $mod ]] || die "istio-cni: no go.mod for istio.io/istio@$ver"
+  grep -qE '^replace' "$mod" &&
+    die "istio-cni: istio.io/istio@$ver's go.mod has replace directives, which a consumer module does not inherit; copy them into $dir/module/go.mod"
+  gover=$(go_line "$mod")
+  {
+    echo "// Written by scripts/peers.sh: builds Istio's CNI ($ver). Not part of ambient-cni."
+    echo "module ambient-cni-peers/istio-cni"
+    echo
+    echo "go $gover"
+    echo
+    echo "require istio.io/istio $ver"
+  } >"$dir/module/go.mod"
+  (cd "$dir/module" && go_run "istio-cni: go get" "$log" go get \
+    "istio.io/istio/cni/cmd/istio-cni@$ver" "istio.io/istio/cni/cmd/install-cni@$ver")
+  say "istio-cni $ver: modules resolved ($((SECONDS - start))s, $(grep -c '^go: downloading' "$log" || true) downloaded)"
+  # Makefile.core.mk: CNI_BINARIES are built with AGENT_TAGS and RELEASE_LDFLAGS.
+  local tags=agent,disable_pgv,grpcnotrace,retrynotrace commit=${ver##*-} pv=istio.io/istio/pkg/version
+  local ldflags="-s -w -X $pv.buildVersion=1.31-dev-$commit -X $pv.buildGitRevision=$commit"
+  ldflags+=" -X $pv.buildStatus=Clean -X $pv.buildTag=$ver -X $pv.buildHub=docker.io/istio"
+  for b in "${ISTIO_CNI_BINARIES[@]}"; do
+    t0=$SECONDS
+    say "istio-cni $ver: building $b ($((t0 - start))s elapsed)"
+    (cd "$dir/module" && go_run "istio-cni: go build $b" "$log" \
+      go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$dir/bin/$b" "istio.io/istio/cni/cmd/$b")
+    [[ -x "$dir/bin/$b" ]] || die "istio-cni: go build left no $dir/bin/$b; see $log"
+    times+=("binary_seconds: $b $((SECONDS - t0))")
+  done
+  local took=$((SECONDS - start))
+  go_write_build_info "$dir" istio-cni "$ver" "$took" "module: istio.io/istio@$ver" "tags: $tags" "${times[@]}"
+  say "istio-cni $ver built in ${took}s at $dir/bin"
+  echo "$dir/bin"
+}
+
+# Helm 3's command (helm.sh/helm/v3/cmd/helm), its version stamped as Helm's Makefile does.
+build_helm() {
+  local dir ver log start mod gover
+  dir="$(helm_dir)"
+  ver=$HELM_VERSION
+  go_fresh "$dir" helm "$ver" helm || return 0
+  start=$SECONDS
+  log="$dir/build.log"
+  mod=$(go_module helm.sh/helm/v3 "$ver" "$log")
+  mod=${mod%%$'\n'*}
+  [[ -f $mod ]] || die "helm: no go.mod for helm.sh/helm/v3@$ver"
+  gover=$(go_line "$mod")
+  {
+    echo "// Written by scripts/peers.sh: builds Helm $ver. Not part of ambient-cni."
+    echo "module ambient-cni-peers/helm"
+    echo
+    echo "go $gover"
+    echo
+    echo "require helm.sh/helm/v3 $ver"
+  } >"$dir/module/go.mod"
+  (cd "$dir/module" && go_run "helm: go get" "$log" go get "helm.sh/helm/v3/cmd/helm@$ver")
+  say "helm $ver: modules resolved ($((SECONDS - start))s); building helm"
+  (cd "$dir/module" && go_run "helm: go build helm" "$log" \
+    go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -o "$dir/bin/helm" helm.sh/helm/v3/cmd/helm)
+  [[ -x "$dir/bin/helm" ]] || die "helm: go build left no $dir/bin/helm; see $log"
+  local took=$((SECONDS - start))
+  go_write_build_info "$dir" helm "$ver" "$took" "module: helm.sh/helm/v3@$ver"
+  say "helm $ver built in ${took}s at $dir/bin/helm"
+  echo "$dir/bin"
+}
+
 case "${1:-}" in
   ztunnel) build_ztunnel ;;
   istio) fetch_istio ;;
   kubernetes) build_kubernetes ;;
   etcd) build_etcd ;;
+  istio-cni) build_istio_cni ;;
+  helm) build_helm ;;
   path)
     case "${2:-}" in
       ztunnel) [[ -x "$(ztunnel_dir)/bin/ztunnel" ]] || die "ztunnel is not built: run scripts/peers.sh ztunnel"
@@ -418,7 +507,12 @@ case "${1:-}" in
                   echo "$(kubernetes_dir)/bin" ;;
       etcd) go_built "$(etcd_dir)" etcd || die "etcd $ETCD_VERSION is not built: run scripts/peers.sh etcd"
             echo "$(etcd_dir)/bin" ;;
-      *) die "usage: scripts/peers.sh path ztunnel|istio|kubernetes|etcd" ;;
+      istio-cni) go_built "$(istio_cni_dir)" "${ISTIO_CNI_BINARIES[@]}" ||
+                   die "istio-cni $ISTIO_VERSION is not built: run scripts/peers.sh istio-cni"
+                 echo "$(istio_cni_dir)/bin" ;;
+      helm) go_built "$(helm_dir)" helm || die "helm $HELM_VERSION is not built: run scripts/peers.sh helm"
+            echo "$(helm_dir)/bin" ;;
+      *) die "usage: scripts/peers.sh path ztunnel|istio|istio-cni|kubernetes|etcd|helm" ;;
     esac ;;
-  *) echo "usage: scripts/peers.sh ztunnel | istio | kubernetes | etcd | path ztunnel|istio|kubernetes|etcd" >&2; exit 2 ;;
+  *) echo "usage: scripts/peers.sh ztunnel | istio | istio-cni | kubernetes | etcd | helm | path ztunnel|istio|istio-cni|kubernetes|etcd|helm" >&2; exit 2 ;;
 esac

@@ -16,6 +16,8 @@ scripts/peers.sh istio >/dev/null
 # Go module proxy, for the cluster layer's real node (scripts/cluster.sh): ~13 minutes the first time.
 scripts/peers.sh kubernetes >/dev/null
 scripts/peers.sh etcd >/dev/null
+# Helm 3 (Go module proxy): the chart's lint, golden and parity tests and its install on the node.
+scripts/peers.sh helm >/dev/null
 
 echo "==> release build"
 scripts/build.sh release
