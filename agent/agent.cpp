@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -18,6 +20,7 @@
 #include "agent/metrics.h"
 #include "agent/netns_finder.h"
 #include "agent/plugin_server.h"
+#include "agent/pod_events.h"
 #include "agent/pod_table.h"
 #include "agent/reconciler.h"
 #include "agent/zds_server.h"
@@ -41,6 +44,51 @@ kube::Kubeconfig load_kubeconfig(const std::string& path) {
   return path.empty() ? kube::in_cluster_config() : kube::load_kubeconfig(path);
 }
 
+// The pod uids of a /debug/pods query: uid=a,b&uid=c (',' also as %2C). Throws
+// std::invalid_argument with what is wrong.
+std::vector<std::string> query_uids(const std::string& query) {
+  constexpr std::size_t kMaxUids = 100;
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= query.size()) {
+    auto end = query.find('&', start);
+    if (end == std::string::npos) end = query.size();
+    const std::string param = query.substr(start, end - start);
+    start = end + 1;
+    if (!param.starts_with("uid=")) continue;
+    std::string value = param.substr(4);
+    for (auto at = value.find("%2"); at != std::string::npos; at = value.find("%2", at)) {
+      if (at + 2 < value.size() && (value[at + 2] == 'C' || value[at + 2] == 'c')) {
+        value.replace(at, 3, ",");
+      } else {
+        ++at;
+      }
+    }
+    std::size_t from = 0;
+    while (from <= value.size()) {
+      auto comma = value.find(',', from);
+      if (comma == std::string::npos) comma = value.size();
+      const std::string uid = value.substr(from, comma - from);
+      from = comma + 1;
+      if (uid.empty()) continue;
+      const bool valid = uid.size() <= 64 && std::all_of(uid.begin(), uid.end(), [](char c) {
+                           return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+                         });
+      if (!valid) throw std::invalid_argument("not a pod uid: " + uid.substr(0, 64));
+      out.push_back(uid);
+      if (out.size() > kMaxUids) {
+        throw std::invalid_argument("at most " + std::to_string(kMaxUids) + " uids per request");
+      }
+    }
+  }
+  if (out.empty()) {
+    throw std::invalid_argument(
+        "uid=<pod uid>[,<pod uid>...] is required: the agent answers only about pods whose uid "
+        "the caller knows (ambient-cni-node status on the node lists them all)");
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Agent::Impl final : PluginRequests {
@@ -59,6 +107,7 @@ struct Agent::Impl final : PluginRequests {
   std::unique_ptr<NetnsOpener> netns_opener = make_path_netns_opener();
   std::unique_ptr<RulesStep> rules = make_nft_rules_step();
   NetnsFinder finder;
+  std::unique_ptr<PodReporter> reporter;
   std::unique_ptr<ZdsServer> zds;
   std::unique_ptr<Enroller> enroller;
   std::unique_ptr<Reconciler> reconciler;
@@ -81,12 +130,21 @@ struct Agent::Impl final : PluginRequests {
         probes(host.dup(), netns::HostProbeConfig{options.kubelet_uid}),
         probe_step(make_host_probe_step(probes)),
         finder(run_dir, options.proc_root, host.inode()) {
+    reporter = std::make_unique<PodReporter>(
+        PodReporter::Options{"ambient-cni-node", options.node_name, options.event_limits},
+        [this](const std::string& ns, const nlohmann::json& event) {
+          api.with([&](kube::Client& c) {
+            return c.create("/api/v1/namespaces/" + ns + "/events", event);
+          });
+        },
+        metrics, log);
+    PodReport* report = options.events ? reporter.get() : nullptr;
     zds = std::make_unique<ZdsServer>(
         ZdsServer::Options{options.ztunnel_socket, options.ztunnel_deadline,
                            [this](const std::string& w) { metrics.count_degraded(w); }},
         [this] { return snapshot(); }, log);
-    enroller = std::make_unique<Enroller>(
-        EnrollerDeps{pods, *netns_opener, *rules, *probe_step, *zds, annotator, metrics, log});
+    enroller = std::make_unique<Enroller>(EnrollerDeps{pods, *netns_opener, *rules, *probe_step,
+                                                       *zds, annotator, metrics, log, report});
     if (options.watch) {
       ReconcilerOptions ro;
       ro.policy = options.policy;
@@ -98,7 +156,7 @@ struct Agent::Impl final : PluginRequests {
           ro, ReconcilerDeps{
                   pods, *enroller, api,
                   [this] { return std::make_unique<kube::Client>(kubeconfig, client_options()); },
-                  finder, metrics, log});
+                  finder, metrics, log, report});
     }
     plugin_server = std::make_unique<PluginServer>(run_dir.agent_socket(), *this, log);
   }
@@ -224,6 +282,112 @@ struct Agent::Impl final : PluginRequests {
     return r;
   }
 
+  // One row per pod the agent holds, and per pod it failed to enrol lately (not held), sorted by
+  // namespace and name.
+  std::vector<rundir::HeldPod> rows() {
+    std::vector<rundir::HeldPod> out;
+    std::set<std::string> seen;
+    for (const auto& p : pods.all()) {
+      rundir::HeldPod h;
+      h.uid = p.uid();
+      h.name = p.pod().name;
+      h.namespace_ = p.pod().namespace_;
+      h.held = true;
+      h.state = p.releasing ? "releasing" : p.pending ? "pending" : "enrolled";
+      if (const auto connection = zds->acked_by(h.uid)) {
+        h.ztunnel_acked = true;
+        h.ztunnel_connection = *connection;
+      }
+      h.since = p.enrolment.enrolled_at;
+      h.container_id = p.pod().container_id;
+      h.netns = p.pod().netns;
+      h.ips = p.pod().ips;
+      if (const auto e = reporter->journal().get(h.uid)) {
+        h.last_error = e->error;
+        h.last_error_at =
+            std::chrono::duration_cast<std::chrono::seconds>(e->at.time_since_epoch()).count();
+      }
+      seen.insert(h.uid);
+      out.push_back(std::move(h));
+    }
+    for (const auto& e : reporter->journal().all()) {
+      if (seen.contains(e.pod.uid)) continue;
+      rundir::HeldPod h;
+      h.uid = e.pod.uid;
+      h.name = e.pod.name;
+      h.namespace_ = e.pod.namespace_;
+      h.state = e.state;
+      h.last_error = e.error;
+      h.last_error_at =
+          std::chrono::duration_cast<std::chrono::seconds>(e.at.time_since_epoch()).count();
+      out.push_back(std::move(h));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.namespace_, a.name, a.uid) < std::tie(b.namespace_, b.name, b.uid);
+    });
+    return out;
+  }
+
+  rundir::AgentView view_header() {
+    rundir::AgentView v;
+    v.node = options.node_name;
+    v.not_ready = not_ready_reason();
+    v.ready = v.not_ready.empty();
+    v.ztunnel_connections = zds->connections();
+    return v;
+  }
+
+  rundir::AgentView listing(std::size_t offset) override {
+    auto v = view_header();
+    auto all = rows();
+    v.total = all.size();
+    v.offset = offset;
+    for (std::size_t i = offset; i < all.size() && v.pods.size() < rundir::kPodsPerPage; ++i) {
+      v.pods.push_back(std::move(all[i]));
+    }
+    return v;
+  }
+
+  rundir::AgentView view_of(const std::vector<std::string>& uids) {
+    auto v = view_header();
+    const auto all = rows();
+    for (const auto& uid : uids) {
+      const auto it =
+          std::find_if(all.begin(), all.end(), [&](const auto& h) { return h.uid == uid; });
+      if (it != all.end()) {
+        v.pods.push_back(*it);
+      } else {
+        rundir::HeldPod h;
+        h.uid = uid;
+        h.state = "not held";
+        v.pods.push_back(std::move(h));
+      }
+    }
+    v.total = v.pods.size();
+    return v;
+  }
+
+  // GET /debug/pods?uid=…: explain's view of the agent through the API server's pods/proxy
+  // (decision 016). Read-only, per pod uid (no listing: a uid is known only to who can read the
+  // pod), bounded, no node-local paths or addresses, no credentials needed or read.
+  HttpEndpoint::Response debug_pods(const std::string& query) {
+    std::vector<std::string> uids;
+    try {
+      uids = query_uids(query);
+    } catch (const std::invalid_argument& e) {
+      return {400, "text/plain", std::string(e.what()) + "\n"};
+    }
+    const auto v = view_of(uids);
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& h : v.pods) rows.push_back(rundir::to_json(h, /*node_local=*/false));
+    nlohmann::json body = {{"node", v.node},
+                           {"ready", v.ready},
+                           {"ztunnelConnections", v.ztunnel_connections},
+                           {"pods", std::move(rows)}};
+    if (!v.not_ready.empty()) body["notReady"] = v.not_ready;
+    return {200, "application/json", body.dump() + "\n"};
+  }
+
   void del(const rundir::PodRecord& sandbox) override {
     enroller->release_sandbox(sandbox);
     metrics.set_ztunnel_connections(zds->connections());
@@ -280,6 +444,7 @@ struct Agent::Impl final : PluginRequests {
 
   void start_http() {
     health.route("/healthz", [] { return HttpEndpoint::Response{200, "text/plain", "ok\n"}; });
+    health.route("/debug/pods", [this](const std::string& query) { return debug_pods(query); });
     health.route("/readyz", [this] {
       const auto why = not_ready_reason();
       return why.empty() ? HttpEndpoint::Response{200, "text/plain", "ready\n"}
@@ -310,6 +475,7 @@ Agent::~Agent() {
 void Agent::start() {
   auto& s = *impl_;
   s.start_http();  // liveness from the start; readiness once restored
+  if (s.options.events) s.reporter->start();
   s.restore();
   s.zds->start();
   s.plugin_server->start();
@@ -326,6 +492,7 @@ void Agent::stop() {
   s.zds->stop();
   s.health.stop();
   s.metrics_http.stop();
+  s.reporter->stop();
 }
 
 bool Agent::ready() const {
@@ -367,6 +534,15 @@ ZdsServer& Agent::zds() {
 }
 Metrics& Agent::metrics() {
   return impl_->metrics;
+}
+PodReporter& Agent::reporter() {
+  return *impl_->reporter;
+}
+rundir::AgentView Agent::view(std::size_t offset) {
+  return impl_->listing(offset);
+}
+rundir::AgentView Agent::view_of(const std::vector<std::string>& uids) {
+  return impl_->view_of(uids);
 }
 
 }  // namespace ambient::agent

@@ -12,8 +12,10 @@
 
 #include "agent/enroller.h"
 #include "agent/metrics.h"
+#include "agent/pod_events.h"
 #include "config/constants.h"
 #include "config/enrolment_policy.h"
+#include "rundir/messages.h"
 
 namespace ambient::agent {
 
@@ -43,6 +45,9 @@ struct AgentOptions {
   // Shared with whoever else counts into the agent's /metrics (run's installer watcher); the
   // agent makes its own when null.
   std::shared_ptr<Metrics> metrics;
+  // Kubernetes Events on pods (agent/pod_events.h): posted unless false, within these limits.
+  bool events = true;
+  EventLimiter::Options event_limits;
 };
 
 class Enroller;
@@ -78,6 +83,12 @@ class Agent {
   ZdsServer& zds();
   Metrics& metrics();
   Reconciler* reconciler();  // null without watch
+  PodReporter& reporter();
+  // What `ambient-cni-node status` shows: one page of the pods this agent holds or failed to
+  // enrol, from `offset`, sorted by namespace and name.
+  rundir::AgentView view(std::size_t offset);
+  // The same rows for exactly these pod uids (a uid the agent knows nothing of: "not held").
+  rundir::AgentView view_of(const std::vector<std::string>& uids);
 
  private:
   struct Impl;

@@ -22,6 +22,16 @@ std::string who(const rundir::PodRecord& r) {
   return r.namespace_ + "/" + r.name;
 }
 
+PodRef ref(const rundir::PodRecord& r) {
+  return {r.namespace_, r.name, r.uid};
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 ZdsWorkload workload(const EnrolledPod& p) {
   return {p.uid(), p.pod().name, p.pod().namespace_, p.enrolment.service_account,
           p.netns ? p.netns->fd() : -1};
@@ -72,6 +82,7 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   Phases phases;
   Rollback undo(*d_.log, "pod " + who(p));
   EnrolledPod pod{e, nullptr};
+  pod.enrolment.enrolled_at = previous ? previous->enrolment.enrolled_at : unix_now();
   // Unwinds what this attempt did (newest first) and reports the failure.
   const auto fail = [&](const char* result, const std::string& msg, std::string details) {
     const auto left = undo.unwind();
@@ -81,6 +92,16 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
     }
     d_.metrics.count_request("add", result);
     d_.log->error("pod {}: {}: {}", who(p), msg, details);
+    if (d_.report) {
+      // ztunnel is the one step a pod waits on (it reconnects, then the retry works); every
+      // other failure was undone as a whole.
+      const bool waits = std::string_view(result) == "ztunnel_failed" && !previous;
+      d_.report->problem(ref(p), waits ? PodReport::Problem::kPending : PodReport::Problem::kFailed,
+                         msg + ": " + details +
+                             (previous                 ? "; it stays enrolled as before"
+                              : source == Source::kAdd ? "; the kubelet retries the pod's sandbox"
+                                                       : "; the node agent retries"));
+    }
     return Outcome::failure(kTryAgainLater, msg, details);
   };
 
@@ -165,6 +186,8 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   d_.metrics.set_enrolled_pods(d_.pods.size());
   d_.log->info("pod {} enrolled (uid {}, netns {}) in {:.1f} ms", who(p), p.uid, p.netns,
                std::chrono::duration<double, std::milli>(took).count());
+  // The agent's own passes report their enrolments themselves (they know why they enrolled).
+  if (d_.report && source == Source::kAdd) d_.report->enrolled(ref(p), "");
   d_.log->debug("pod {} enrolment phases (ms):{}", who(p), phases.text());
   return Outcome::success();
 }
@@ -329,6 +352,7 @@ Enroller::Repair Enroller::repair(const std::string& uid) {
       d_.pods.adopt(*pod);
       mark(p, contract::kRedirectionEnabled);
       d_.log->warn("pod {}: redirection re-applied; enabled again", who(p));
+      if (d_.report) d_.report->enrolled(ref(p), "its in-pod redirection is in place again");
     } else {
       d_.log->warn("pod {}: in-pod redirection had drifted ({}); repaired", who(p), seen.summary());
     }
@@ -338,6 +362,11 @@ Enroller::Repair Enroller::repair(const std::string& uid) {
     d_.log->error("pod {}: re-applying its redirection failed: {}; pending, will retry", who(p),
                   e.what());
     d_.metrics.count_degraded("drift_repair_failed");
+    if (d_.report) {
+      d_.report->problem(ref(p), PodReport::Problem::kPending,
+                         std::string("re-applying its in-pod redirection failed: ") + e.what() +
+                             "; marked pending, retried every 2 s");
+    }
     if (!pod->pending) {
       pod->pending = true;
       d_.pods.adopt(*pod);
@@ -420,6 +449,12 @@ bool Enroller::restore(const Enrolment& e) {
     d_.log->error("pod {}: re-applying redirection after restart failed: {}; pending", who(e.pod),
                   ex.what());
     d_.metrics.count_degraded("restore_failed");
+    if (d_.report) {
+      d_.report->problem(ref(e.pod), PodReport::Problem::kPending,
+                         std::string("re-applying its in-pod redirection after the node agent "
+                                     "restarted failed: ") +
+                             ex.what() + "; marked pending, retried every 2 s");
+    }
     pod.pending = true;
     mark(pod.pod(), contract::kRedirectionPending);
   }

@@ -14,6 +14,7 @@
 
 #include "agent/enrolment.h"
 #include "agent/metrics.h"
+#include "agent/pod_events.h"
 #include "agent/pod_table.h"
 
 namespace ambient::agent {
@@ -27,6 +28,8 @@ struct EnrollerDeps {
   StatusStep& status;
   Metrics& metrics;
   std::shared_ptr<spdlog::logger> log;
+  // Told about failed and pending enrolments and recoveries (Events, last error); may be null.
+  PodReport* report = nullptr;
 };
 
 class Enroller {

@@ -75,6 +75,12 @@ HttpEndpoint::~HttpEndpoint() {
 }
 
 void HttpEndpoint::route(std::string path, Handler handler) {
+  routes_[std::move(path)] = [handler = std::move(handler)](const std::string&) {
+    return handler();
+  };
+}
+
+void HttpEndpoint::route(std::string path, QueryHandler handler) {
   routes_[std::move(path)] = std::move(handler);
 }
 
@@ -127,12 +133,12 @@ void HttpEndpoint::stop() {
   listen_fd_ = wake_[0] = wake_[1] = -1;
 }
 
-HttpEndpoint::Response HttpEndpoint::answer(const std::string& method,
-                                            const std::string& path) const {
+HttpEndpoint::Response HttpEndpoint::answer(const std::string& method, const std::string& path,
+                                            const std::string& query) const {
   const auto it = routes_.find(path);
   if (it == routes_.end()) return {404, "text/plain", "not found\n"};
   try {
-    return it->second();
+    return it->second(query);
   } catch (const std::exception& e) {
     log_->error("HTTP {} {}: {}", method, path, e.what());
     return {503, "text/plain", "error\n"};
@@ -152,7 +158,9 @@ void HttpEndpoint::serve() {
     }
     const std::string method = line.substr(0, sp1);
     std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    path = path.substr(0, path.find('?'));
+    const auto question = path.find('?');
+    const std::string query = question == std::string::npos ? "" : path.substr(question + 1);
+    path = path.substr(0, question);
     // A body is never read: whoever announces one gets 413 before sending it.
     const std::string headers = lower(c.in.substr(0, head_end));
     const auto cl = headers.find("\r\ncontent-length:");
@@ -164,7 +172,7 @@ void HttpEndpoint::serve() {
     } else if (method != "GET" && method != "HEAD") {
       c.out = render({405, "text/plain", "only GET and HEAD\n"}, false, "Allow: GET, HEAD\r\n");
     } else {
-      c.out = render(answer(method, path), method == "HEAD");
+      c.out = render(answer(method, path, query), method == "HEAD");
     }
   };
 

@@ -29,6 +29,8 @@ class HttpEndpoint {
     std::string body;
   };
   using Handler = std::function<Response()>;
+  // Gets the request's query string (what follows '?', undecoded; "" when none).
+  using QueryHandler = std::function<Response(const std::string& query)>;
 
   static constexpr std::size_t kMaxHeadBytes = 8192;
   static constexpr std::chrono::milliseconds kReadTimeout{5000};
@@ -41,6 +43,7 @@ class HttpEndpoint {
 
   // Before start(): the body of GET (and the head of HEAD) `path`.
   void route(std::string path, Handler handler);
+  void route(std::string path, QueryHandler handler);
 
   // Binds address:port (port 0: any free port; < 0: no endpoint at all) and serves on a thread
   // of its own. Throws std::runtime_error naming the address when it cannot listen.
@@ -51,9 +54,10 @@ class HttpEndpoint {
  private:
   struct Connection;
   void serve();
-  Response answer(const std::string& method, const std::string& path) const;
+  Response answer(const std::string& method, const std::string& path,
+                  const std::string& query) const;
 
-  std::map<std::string, Handler> routes_;
+  std::map<std::string, QueryHandler> routes_;
   std::shared_ptr<spdlog::logger> log_;
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1};

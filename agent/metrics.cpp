@@ -19,6 +19,11 @@ void Metrics::count_degraded(const std::string& what) {
   ++degraded_[what];
 }
 
+void Metrics::count_event(const std::string& reason, const std::string& result, std::uint64_t n) {
+  std::lock_guard g(mu_);
+  events_[{reason, result}] += n;
+}
+
 void Metrics::observe_add_latency(std::chrono::duration<double> seconds) {
   std::lock_guard g(mu_);
   for (std::size_t i = 0; i < kBuckets.size(); ++i) {
@@ -46,6 +51,12 @@ std::string Metrics::render() const {
     << "# TYPE ambient_cni_degraded_total counter\n";
   for (const auto& [what, n] : degraded_) {
     o << "ambient_cni_degraded_total{what=\"" << what << "\"} " << n << '\n';
+  }
+  o << "# HELP ambient_cni_events_total Kubernetes Events about pods, by reason and result.\n"
+    << "# TYPE ambient_cni_events_total counter\n";
+  for (const auto& [key, n] : events_) {
+    o << "ambient_cni_events_total{reason=\"" << key.first << "\",result=\"" << key.second << "\"} "
+      << n << '\n';
   }
   o << "# HELP ambient_cni_enrolled_pods Pods enrolled in ambient on this node.\n"
     << "# TYPE ambient_cni_enrolled_pods gauge\n"

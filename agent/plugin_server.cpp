@@ -43,6 +43,11 @@ rundir::AgentReply translate(PluginRequests& core, const rundir::AgentRequest& r
     core.del(req.pod);
     return rundir::AgentReply::success(false, "released");
   }
+  if (req.op == "pods") {
+    auto reply = rundir::AgentReply::success(false, "pods");
+    reply.view = core.listing(req.offset);
+    return reply;
+  }
   const auto o = req.op == "status" ? core.status() : core.check(req.pod);
   return o.ok ? rundir::AgentReply::success(true, "in place")
               : rundir::AgentReply::failure(o.code, o.msg, o.details);

@@ -10,6 +10,7 @@
 #include <spdlog/logger.h>
 
 #include "agent/enrolment.h"
+#include "rundir/messages.h"
 #include "rundir/records.h"
 
 namespace ambient::agent {
@@ -22,6 +23,8 @@ class PluginRequests {
   virtual void del(const rundir::PodRecord& sandbox) = 0;       // never fails
   virtual Outcome check(const rundir::PodRecord& sandbox) = 0;
   virtual Outcome status() = 0;  // ready to enrol pods, or CNI 50 with why not
+  // What the agent holds, one page (`ambient-cni-node status`; read-only).
+  virtual rundir::AgentView listing(std::size_t offset) = 0;
 };
 
 class PluginServer {

@@ -80,6 +80,7 @@ void Reconciler::on_pod(const std::string& key, const nlohmann::json* object) {
       uid = it->second;
       pods_.erase(uid);
       pod_keys_.erase(it);
+      if (d_.report) d_.report->forget(uid);
     } else {
       try {
         auto pod = config::parse_pod(*object);
@@ -240,15 +241,18 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
   }
   const auto current = d_.pods.get(uid);
   bool want = false;
+  std::string why;    // the decision's reason
+  bool gone = false;  // the API says the pod is deleted or replaced
   if (pod && !finished(*pod)) {
     const auto decision = config::decide(o_.policy, *pod, ns);
     want = decision.enrol;
+    why = decision.reason;
   }
   if (want == current.has_value()) {
     // Enrolled with other redirect settings (an annotation changed): re-apply.
     if (current && pod) {
       const auto wanted = enrolment_for(*pod, current->pod(), o_.defaults);
-      if (!(wanted.redirect == current->enrolment.redirect)) return enrol(*pod);
+      if (!(wanted.redirect == current->enrolment.redirect)) return enrol(*pod, why);
     }
     return true;
   }
@@ -263,8 +267,11 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
       });
       if (fresh.first.uid != uid) {
         want = false;  // replaced by a pod of the same name
+        gone = true;
       } else {
-        want = !finished(fresh.first) && config::decide(o_.policy, fresh.first, fresh.second).enrol;
+        const auto decision = config::decide(o_.policy, fresh.first, fresh.second);
+        want = !finished(fresh.first) && decision.enrol;
+        why = decision.reason;
         pod = fresh.first;
       }
     } catch (const kube::ApiError& e) {
@@ -274,6 +281,7 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
         return false;
       }
       want = false;
+      gone = true;
     } catch (const config::ConfigError& e) {
       d_.log->warn("pod {}: malformed object from the API: {}", who(*pod), e.what());
       d_.metrics.count_degraded("malformed_api_object");
@@ -281,7 +289,7 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
     }
     if (want == current.has_value()) return true;
   }
-  if (want) return enrol(*pod);
+  if (want) return enrol(*pod, why);
   if (!pod && current) {
     // Not in the watch cache: deleted, or the cache has not seen it yet (a pod that its ADD
     // enrolled while a relist ran). Only the API says which.
@@ -306,11 +314,19 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
   d_.log->info("pod {} no longer selected for ambient{}: unenrolling",
                current->pod().namespace_ + "/" + current->pod().name,
                pod ? "" : " (deleted or finished)");
-  d_.enroller.release(uid, /*clear_annotation=*/pod.has_value(), current->pod().container_id);
+  const bool released =
+      d_.enroller.release(uid, /*clear_annotation=*/pod.has_value(), current->pod().container_id);
+  // A running pod a label change took out of the mesh: said on the pod. Deleted or finished
+  // pods need no word.
+  if (released && d_.report && pod && !gone && !finished(*pod) && !why.empty()) {
+    d_.report->unenrolled({pod->namespace_, pod->name, uid},
+                          "no longer selected for ambient (" + why +
+                              "): its in-pod redirection was removed and ztunnel released it");
+  }
   return true;
 }
 
-bool Reconciler::enrol(const config::PodInfo& pod) {
+bool Reconciler::enrol(const config::PodInfo& pod, const std::string& why) {
   if (pod.ips.empty()) {
     // Its sandbox is not up yet: the plugin's ADD will enrol it.
     d_.log->debug("pod {} has no IP yet; leaving it to the plugin", who(pod));
@@ -321,6 +337,12 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
     d_.log->warn("pod {} should be enrolled but its network namespace was not found; will retry",
                  who(pod));
     d_.metrics.count_degraded("netns_not_found");
+    if (d_.report) {
+      d_.report->problem({pod.namespace_, pod.name, pod.uid}, PodReport::Problem::kPending,
+                         "selected for ambient (" + why +
+                             ") but its network namespace was not found on this node; the node "
+                             "agent retries");
+    }
     return false;
   }
   rundir::PodRecord sandbox;
@@ -329,6 +351,7 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
   sandbox.netns = found->path;
   if (sandbox.ifname.empty()) sandbox.ifname = "eth0";
   sandbox.ips = pod.ips;  // what the API says now; the record's may be of an older sandbox
+  const bool held_before = d_.pods.get(pod.uid).has_value();
   const auto reply = d_.enroller.enrol(enrolment_for(pod, std::move(sandbox), o_.defaults),
                                        Enroller::Source::kFound);
   if (!reply.ok) {
@@ -336,6 +359,10 @@ bool Reconciler::enrol(const config::PodInfo& pod) {
     return false;
   }
   d_.log->info("pod {} enrolled by the agent (netns from {})", who(pod), found->source);
+  if (d_.report && !held_before) {
+    d_.report->enrolled({pod.namespace_, pod.name, pod.uid},
+                        "enrolled by the node agent (" + why + ") while running");
+  }
   return true;
 }
 

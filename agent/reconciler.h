@@ -46,6 +46,8 @@ struct ReconcilerDeps {
   NetnsFinder& finder;
   Metrics& metrics;
   std::shared_ptr<spdlog::logger> log;
+  // Told about label-driven enrolments and unenrolments and pods that wait (Events); may be null.
+  PodReport* report = nullptr;
 };
 
 class Reconciler {
@@ -84,7 +86,8 @@ class Reconciler {
   // Returns false when the pod must be retried later.
   bool reconcile(const std::string& uid);
   bool reconcile_enrolment(const std::string& uid);
-  bool enrol(const config::PodInfo& pod);
+  // `why`: the decision's reason (for the pod's Event).
+  bool enrol(const config::PodInfo& pod, const std::string& why);
 
   ReconcilerOptions o_;
   ReconcilerDeps d_;

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <list>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -55,6 +56,13 @@ struct ZdsServer::Impl {
   mutable std::mutex conns_mu;
   std::condition_variable conns_cv;              // a ztunnel finished its snapshot
   std::list<std::shared_ptr<Connection>> conns;  // oldest first
+  mutable std::mutex acks_mu;
+  std::map<std::string, std::uint64_t> acks;  // pod uid → connection that acked its add
+
+  void acked(const std::string& uid, std::uint64_t connection) {
+    std::lock_guard lock(acks_mu);
+    acks[uid] = connection;
+  }
 
   zds::Deadline deadline() const { return std::chrono::steady_clock::now() + options.deadline; }
 
@@ -98,6 +106,7 @@ struct ZdsServer::Impl {
       for (const auto& w : workloads) {
         if (w.netns_fd >= 0) {
           request(*c, zds::encode_add(w), w.netns_fd, "add " + w.uid);
+          acked(w.uid, c->id);
           ++adds;
         } else {
           request(*c, zds::encode_keep(w.uid), -1, "keep " + w.uid);
@@ -240,6 +249,7 @@ void ZdsServer::add(const ZdsWorkload& w) {
     if (!newest) throw ZdsError(ZdsError::Kind::kNoZtunnel, "no ztunnel is connected");
     try {
       s.request(*newest, zds::encode_add(w), w.netns_fd, "add " + w.uid);
+      s.acked(w.uid, newest->id);
       return;
     } catch (const ZdsError& e) {
       s.drop_dead();
@@ -253,6 +263,10 @@ void ZdsServer::add(const ZdsWorkload& w) {
 void ZdsServer::del(const std::string& uid) {
   auto& s = *impl_;
   std::shared_lock shared(s.snapshot_mu);
+  {
+    std::lock_guard lock(s.acks_mu);
+    s.acks.erase(uid);
+  }
   std::vector<std::shared_ptr<Connection>> all;
   {
     std::lock_guard lock(s.conns_mu);
@@ -277,6 +291,21 @@ std::size_t ZdsServer::connections() const {
 
 std::uint64_t ZdsServer::snapshots_sent() const {
   return impl_->snapshots;
+}
+
+std::optional<std::uint64_t> ZdsServer::acked_by(const std::string& uid) const {
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(impl_->acks_mu);
+    const auto it = impl_->acks.find(uid);
+    if (it == impl_->acks.end()) return std::nullopt;
+    id = it->second;
+  }
+  std::lock_guard lock(impl_->conns_mu);
+  for (const auto& c : impl_->conns) {
+    if (c->id == id && !c->dead) return id;
+  }
+  return std::nullopt;  // that ztunnel went away: the next one's snapshot will carry the pod
 }
 
 }  // namespace ambient::agent

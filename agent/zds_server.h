@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ class ZdsServer final : public ZtunnelStep {
 
   std::size_t connections() const override;
   std::uint64_t snapshots_sent() const;
+  // The live ztunnel connection that acked this pod's add (with its netns), if one did: what
+  // `ambient-cni-node status` and explain report as "ztunnel acked".
+  std::optional<std::uint64_t> acked_by(const std::string& uid) const;
 
  private:
   struct Impl;

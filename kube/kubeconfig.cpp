@@ -96,7 +96,8 @@ class Reader {
   fs::path base_dir_;
 };
 
-Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::string& source) {
+Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::string& source,
+                 std::string_view wanted_context = {}) {
   Reader reader(source, base_dir);
   YAML::Node root;
   try {
@@ -110,9 +111,12 @@ Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::str
 
   Kubeconfig config;
   try {
-    const std::string context_name =
-        reader.string_field(root, "current-context", "current-context");
-    if (context_name.empty()) reader.fail("current-context is not set");
+    std::string context_name(wanted_context);
+    if (context_name.empty()) {
+      context_name = reader.string_field(root, "current-context", "current-context");
+      if (context_name.empty()) reader.fail("current-context is not set");
+    }
+    config.context = context_name;
 
     const YAML::Node context = reader.named_entry(root, "contexts", context_name, "context");
     const std::string context_field = "contexts[name=" + context_name + "].context";
@@ -120,6 +124,7 @@ Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::str
         reader.string_field(context, "cluster", context_field + ".cluster");
     if (cluster_name.empty()) reader.fail(context_field + ".cluster is not set");
     const std::string user_name = reader.string_field(context, "user", context_field + ".user");
+    config.namespace_ = reader.string_field(context, "namespace", context_field + ".namespace");
 
     const YAML::Node cluster = reader.named_entry(root, "clusters", cluster_name, "cluster");
     const std::string cf = "clusters[name=" + cluster_name + "].cluster";
@@ -178,11 +183,11 @@ Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& 
 }
 
 Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir,
-                            std::string_view source_name) {
-  return parse(yaml, base_dir, std::string(source_name));
+                            std::string_view source_name, std::string_view context) {
+  return parse(yaml, base_dir, std::string(source_name), context);
 }
 
-Kubeconfig load_kubeconfig(const std::filesystem::path& path) {
+Kubeconfig load_kubeconfig(const std::filesystem::path& path, std::string_view context) {
   const std::string source = "kubeconfig " + path.string();
   std::ifstream in(path, std::ios::binary);
   if (!in) throw KubeconfigError(source + ": cannot read: " + std::strerror(errno));
@@ -192,7 +197,7 @@ Kubeconfig load_kubeconfig(const std::filesystem::path& path) {
   std::error_code ec;
   fs::path absolute = fs::absolute(path, ec);
   if (ec) absolute = path;
-  return parse(text.str(), absolute.parent_path(), source);
+  return parse(text.str(), absolute.parent_path(), source, context);
 }
 
 Kubeconfig in_cluster_config(const std::filesystem::path& sa_dir) {

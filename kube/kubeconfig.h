@@ -20,6 +20,8 @@ struct Kubeconfig {
   std::string client_key_file;
   bool insecure_skip_tls_verify = false;  // only when the kubeconfig says so
   std::string tls_server_name;
+  std::string context;     // the context this came from ("" in-cluster)
+  std::string namespace_;  // that context's namespace ("" when it sets none)
 };
 
 // A kubeconfig that cannot be used; the message names the file and the field.
@@ -28,15 +30,16 @@ class KubeconfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Parses the current context of a kubeconfig (YAML). Relative file paths resolve against
+// Parses a context of a kubeconfig (YAML): `context`, or current-context when empty (kubectl's
+// --context). Relative file paths resolve against
 // `base_dir`; referenced files must exist. Throws KubeconfigError, whose message starts with
 // `source_name` (load_kubeconfig uses "kubeconfig <path>") and names the offending field, e.g.
 // "kubeconfig /etc/k: users[name=admin].user.client-key-data is not valid base64".
 // exec/auth-provider users, basic auth and proxy-url are rejected as unsupported.
 Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir);
 Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir,
-                            std::string_view source_name);
-Kubeconfig load_kubeconfig(const std::filesystem::path& path);
+                            std::string_view source_name, std::string_view context = {});
+Kubeconfig load_kubeconfig(const std::filesystem::path& path, std::string_view context = {});
 
 // In-cluster: KUBERNETES_SERVICE_HOST/PORT and the service-account directory (ca.crt, token).
 Kubeconfig in_cluster_config(

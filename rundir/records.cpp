@@ -32,11 +32,13 @@ PodRecord pod_record_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json to_json(const Enrolment& s) {
-  return {{"pod", to_json(s.pod)},
-          {"serviceAccount", s.service_account},
-          {"redirect", config::to_json(s.redirect)},
-          {"netnsDev", s.netns_dev},
-          {"netnsInode", s.netns_inode}};
+  nlohmann::json j = {{"pod", to_json(s.pod)},
+                      {"serviceAccount", s.service_account},
+                      {"redirect", config::to_json(s.redirect)},
+                      {"netnsDev", s.netns_dev},
+                      {"netnsInode", s.netns_inode}};
+  if (s.enrolled_at != 0) j["enrolledAt"] = s.enrolled_at;
+  return j;
 }
 
 Enrolment enrolment_from_json(const nlohmann::json& j) {
@@ -55,6 +57,10 @@ Enrolment enrolment_from_json(const nlohmann::json& j) {
       if (!it->is_number_unsigned()) f::bad(key, "must be an unsigned integer");
       *into = it->get<std::uint64_t>();
     }
+  }
+  if (const auto it = j.find("enrolledAt"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer()) f::bad("enrolledAt", "must be an integer");
+    s.enrolled_at = it->get<std::int64_t>();
   }
   return s;
 }

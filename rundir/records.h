@@ -41,6 +41,9 @@ struct Enrolment {
   // 0 in state written before it was recorded.
   std::uint64_t netns_dev = 0;
   std::uint64_t netns_inode = 0;
+  // When the agent enrolled it (unix seconds; 0 in state written before it was recorded):
+  // `ambient-cni-node status` and explain show it, a restart keeps it.
+  std::int64_t enrolled_at = 0;
 };
 
 nlohmann::json to_json(const PodRecord& r);

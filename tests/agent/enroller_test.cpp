@@ -13,6 +13,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -156,6 +157,39 @@ class FakeStatus final : public StatusStep {
   World& w_;
 };
 
+// What the Enroller tells users (Events, last error), as calls.
+class FakeReport final : public PodReport {
+ public:
+  struct Call {
+    std::string what;  // problem, enrolled, unenrolled, forget
+    std::string uid;
+    Problem kind = Problem::kFailed;
+    std::string text;
+  };
+  void problem(const PodRef& p, Problem k, const std::string& m) override {
+    add({"problem", p.uid, k, m});
+  }
+  void enrolled(const PodRef& p, const std::string& how) override {
+    add({"enrolled", p.uid, Problem::kFailed, how});
+  }
+  void unenrolled(const PodRef& p, const std::string& why) override {
+    add({"unenrolled", p.uid, Problem::kFailed, why});
+  }
+  void forget(const std::string& uid) override { add({"forget", uid, Problem::kFailed, ""}); }
+  std::vector<Call> calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  void add(Call c) {
+    std::lock_guard lock(mu_);
+    calls_.push_back(std::move(c));
+  }
+  mutable std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
 class EnrollerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -163,7 +197,7 @@ class EnrollerTest : public ::testing::Test {
     log_ = std::make_shared<spdlog::logger>(
         "test", std::make_shared<spdlog::sinks::ostream_sink_st>(log_text_));
     enroller_ = std::make_unique<Enroller>(
-        EnrollerDeps{*pods_, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_});
+        EnrollerDeps{*pods_, netns_, rules_, probes_, ztunnel_, status_, metrics_, log_, &report_});
   }
 
   static Enrolment pod(const std::string& name, const std::string& container = "sb-1") {
@@ -197,6 +231,7 @@ class EnrollerTest : public ::testing::Test {
   std::unique_ptr<PodTable> pods_;
   std::ostringstream log_text_;
   std::shared_ptr<spdlog::logger> log_;
+  FakeReport report_;
   std::unique_ptr<Enroller> enroller_;
 };
 
@@ -237,6 +272,28 @@ TEST_P(EnrollerFailsStep, LeavesNothingBehind) {
   EXPECT_NE(metrics_.render().find(std::string("op=\"add\",result=\"") + c.result + "\"} 1"),
             std::string::npos)
       << metrics_.render();
+}
+
+// Users see it on the pod: a Warning naming the step's error; ztunnel (the one thing a pod waits
+// for) is "pending", every other step "failed". The enrolment's time is recorded for status.
+TEST_P(EnrollerFailsStep, IsReportedOnThePodWithItsCause) {
+  const auto& c = GetParam();
+  w_.fail = c.step;
+  EXPECT_FALSE(enroller_->enrol(pod("web")).ok);
+  const auto calls = report_.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].what, "problem");
+  EXPECT_EQ(calls[0].uid, "uid-web");
+  EXPECT_EQ(calls[0].kind, std::string(c.step) == "ztunnel" ? PodReport::Problem::kPending
+                                                            : PodReport::Problem::kFailed);
+  EXPECT_NE(calls[0].text.find(c.message), std::string::npos) << calls[0].text;
+  EXPECT_NE(calls[0].text.find("the kubelet retries"), std::string::npos) << calls[0].text;
+  // Once the step works again, the recovery is reported too.
+  w_.fail.clear();
+  ASSERT_TRUE(enroller_->enrol(pod("web")).ok);
+  ASSERT_EQ(report_.calls().size(), 2u);
+  EXPECT_EQ(report_.calls()[1].what, "enrolled");
+  EXPECT_GT(pods_->get("uid-web")->enrolment.enrolled_at, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -368,6 +425,28 @@ TEST_F(EnrollerTest, ARestoreThatCannotReapplyLeavesThePodPendingUntilARetryWork
   EXPECT_FALSE(pods_->get(e.pod.uid)->pending);
   EXPECT_EQ(w_.annotations.at("demo/web"), contract::kRedirectionEnabled);
   EXPECT_TRUE(enroller_->pending().empty());
+  // Said on the pod: pending with the cause (after the restart and after the failed retry),
+  // then in place again.
+  const auto calls = report_.calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].kind, PodReport::Problem::kPending);
+  EXPECT_NE(calls[0].text.find("nft: injected"), std::string::npos) << calls[0].text;
+  EXPECT_EQ(calls[1].kind, PodReport::Problem::kPending);
+  EXPECT_EQ(calls[2].what, "enrolled");
+}
+
+TEST_F(EnrollerTest, TheAgentsOwnEnrolmentsAndSettingChangesAreNotReportedByTheEnroller) {
+  const auto e = pod("web");
+  ASSERT_TRUE(enroller_->enrol(e, Enroller::Source::kFound).ok);
+  EXPECT_TRUE(report_.calls().empty()) << "the reconciler reports these, with their reason";
+  const auto since = pods_->get(e.pod.uid)->enrolment.enrolled_at;
+  EXPECT_GT(since, 0);
+  // A re-enrolment with other settings keeps the time the pod was enrolled.
+  auto changed = e;
+  changed.redirect.dns_capture = false;
+  ASSERT_TRUE(enroller_->enrol(changed, Enroller::Source::kFound).ok);
+  EXPECT_EQ(pods_->get(e.pod.uid)->enrolment.enrolled_at, since);
+  EXPECT_EQ(rundir::RunDir(dir_.string()).enrolled().at(0).enrolled_at, since);
 }
 
 TEST_F(EnrollerTest, TheEnrolledNamespaceIsRecorded) {

@@ -290,6 +290,68 @@ TEST_F(ZdsServerTest, DeadConnectionNeverBlocksTheOthers) {
   EXPECT_TRUE(wait_connections(1));
 }
 
+// What `status` and explain report as "ztunnel acked": the live connection that acked the pod's
+// add — gone with that connection until a new one's snapshot acks it, and gone at del.
+TEST_F(ZdsServerTest, AckedByNamesTheLiveConnectionThatAckedThePod) {
+  start({});
+  EXPECT_FALSE(server_->acked_by("p").has_value());
+  auto first = std::make_unique<RawClient>(socket());
+  first->send(bytes({0x08, 0x01}));
+  first->recv();
+  first->ack();
+  ASSERT_TRUE(wait_connections(1));
+  auto added = std::async(std::launch::async, [&] {
+    server_->add({"p", "web", "demo", "sa", pipe_fd_});
+  });
+  first->recv();
+  EXPECT_FALSE(server_->acked_by("p").has_value()) << "before its ack";
+  first->ack();
+  added.get();
+  const auto acked = server_->acked_by("p");
+  ASSERT_TRUE(acked.has_value());
+  EXPECT_FALSE(server_->acked_by("q").has_value());
+
+  // The ztunnel goes away: nobody holds the pod's netns now.
+  first.reset();
+  ASSERT_TRUE(wait_connections(0));
+  EXPECT_FALSE(server_->acked_by("p").has_value());
+
+  // A new ztunnel gets it in its snapshot and acks it there.
+  snapshot_ = {{"p", "web", "demo", "sa", pipe_fd_}};
+  RawClient second(socket());
+  second.send(bytes({0x08, 0x01}));
+  EXPECT_EQ(second.recv().first, zds::encode_add({"p", "web", "demo", "sa", -1}));
+  second.ack();
+  second.recv();  // snapshot_sent
+  second.ack();
+  ASSERT_TRUE(wait_connections(1));
+  const auto again = server_->acked_by("p");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_NE(*again, *acked);
+
+  auto deleted = std::async(std::launch::async, [&] { server_->del("p"); });
+  second.recv();
+  second.ack();
+  deleted.get();
+  EXPECT_FALSE(server_->acked_by("p").has_value());
+}
+
+TEST_F(ZdsServerTest, ANackIsNoAck) {
+  start({});
+  RawClient c(socket());
+  c.send(bytes({0x08, 0x01}));
+  c.recv();
+  c.ack();
+  ASSERT_TRUE(wait_connections(1));
+  auto added = std::async(std::launch::async, [&] {
+    server_->add({"p", "n", "ns", "sa", pipe_fd_});
+  });
+  c.recv();
+  c.send(bytes({0x0a, 0x06, 0x0a, 0x04, 'n', 'o', 'p', 'e'}));
+  EXPECT_THROW(added.get(), ZdsError);
+  EXPECT_FALSE(server_->acked_by("p").has_value());
+}
+
 TEST_F(ZdsServerTest, RejectsAWrongHello) {
   start({});
   RawClient c(socket());

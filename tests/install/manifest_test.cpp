@@ -256,6 +256,10 @@ std::set<std::string> resources_the_code_calls() {
             line.find("/token\"") != std::string::npos) {
           out.insert("/serviceaccounts/token");
         }
+        if (line.find("\"/api/v1/namespaces/\"") != std::string::npos &&
+            line.find("\"/events\"") != std::string::npos) {
+          out.insert("/events");
+        }
         const auto pods = line.find("\"/pods/\"");
         if (pods != std::string::npos && line.find("\"/status\"", pods) != std::string::npos) {
           out.insert("/pods/status");
@@ -316,6 +320,7 @@ TEST_P(Manifests, RbacGrantsWhatTheCodeCallsAndNothingMore) {
       {"", "namespaces", "list", ""},
       {"", "namespaces", "watch", ""},
       {"", "pods/status", "patch", ""},
+      {"", "events", "create", ""},
       {"apps", "daemonsets", "get", "ambient-cni-node"},
       {"", "serviceaccounts/token", "create", "ambient-cni-plugin"},
   };
@@ -329,7 +334,7 @@ TEST_P(Manifests, RbacGrantsWhatTheCodeCallsAndNothingMore) {
   // Both directions against the source: every resource granted is called, every one called is
   // granted.
   const auto called = resources_the_code_calls();
-  EXPECT_EQ(called, (std::set<std::string>{"/pods", "/namespaces", "/pods/status",
+  EXPECT_EQ(called, (std::set<std::string>{"/pods", "/namespaces", "/pods/status", "/events",
                                            "apps/daemonsets", "/serviceaccounts/token"}));
   // Verbs: lists and watches go through the informers; the patch is the status annotation.
   EXPECT_NE(testing::read_file(fs::path(AMBIENT_SOURCE_DIR) / "agent/informer.cpp").find("watch=1"),

@@ -101,6 +101,31 @@ TEST_F(KubeconfigTest, OtherContextSelectsOtherClusterAndUser) {
   EXPECT_EQ(config.token, "other-token");
 }
 
+// kubectl's --context: another context than the current one, with its namespace.
+TEST_F(KubeconfigTest, AChosenContextWinsOverTheCurrentOneAndBringsItsNamespace) {
+  const auto yaml = two_contexts("other-ctx", "", "    token: main-token\n");
+  const auto current = parse_kubeconfig(yaml, dir_.path(), "kubeconfig x");
+  EXPECT_EQ(current.context, "other-ctx");
+  EXPECT_EQ(current.namespace_, "");
+  const auto chosen = parse_kubeconfig(yaml, dir_.path(), "kubeconfig x", "main-ctx");
+  EXPECT_EQ(chosen.context, "main-ctx");
+  EXPECT_EQ(chosen.server, "https://10.0.0.1:6443");
+  EXPECT_EQ(chosen.token, "main-token");
+  EXPECT_EQ(chosen.namespace_, "demo");
+  expect_error([&] { parse_kubeconfig(yaml, dir_.path(), "kubeconfig x", "nope"); },
+               {"kubeconfig x", "contexts: no entry named \"nope\""});
+  // A chosen context needs no current-context at all.
+  std::string without = yaml;
+  without.erase(
+      without.find("current-context"),
+      without.find('\n', without.find("current-context")) - without.find("current-context") + 1);
+  EXPECT_EQ(parse_kubeconfig(without, dir_.path(), "k", "main-ctx").token, "main-token");
+  expect_error([&] { parse_kubeconfig(without, dir_.path(), "k"); },
+               {"current-context is not set"});
+  write_file(dir_ / "config", yaml);
+  EXPECT_EQ(load_kubeconfig(dir_ / "config", "main-ctx").namespace_, "demo");
+}
+
 TEST_F(KubeconfigTest, RelativeFilePathsResolveAgainstTheBaseDirectory) {
   write_file(dir_ / "pki/ca.crt", "ca");
   write_file(dir_ / "pki/client.crt", "cert");

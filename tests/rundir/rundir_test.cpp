@@ -181,5 +181,91 @@ TEST(AgentMessages, MalformedOnesNameWhatIsWrong) {
   EXPECT_EQ(err(R"([1])", false), "reply: must be an object");
 }
 
+// "pods" (`ambient-cni-node status`): a page request, and a listing that comes back whole.
+TEST(AgentMessages, ThePodsListingRoundTrips) {
+  AgentRequest r;
+  r.op = "pods";
+  r.offset = 200;
+  EXPECT_EQ(to_json(r), json::parse(R"({"op":"pods","offset":200})"));
+  EXPECT_EQ(agent_request_from_json(to_json(r)).offset, 200u);
+
+  AgentView v;
+  v.node = "node-1";
+  v.ready = false;
+  v.not_ready = "startup reconcile not done";
+  v.ztunnel_connections = 1;
+  v.total = 2;
+  HeldPod held;
+  held.uid = "u1";
+  held.name = "web";
+  held.namespace_ = "demo";
+  held.state = "enrolled";
+  held.held = true;
+  held.ztunnel_acked = true;
+  held.ztunnel_connection = 3;
+  held.since = 1764000000;
+  held.container_id = "c1";
+  held.netns = "/var/run/netns/cni-1";
+  held.ips = {"10.0.0.5"};
+  HeldPod failed;
+  failed.uid = "u2";
+  failed.name = "broken";
+  failed.namespace_ = "demo";
+  failed.state = "waiting";
+  failed.last_error = "ztunnel did not take pod demo/broken";
+  failed.last_error_at = 1764000100;
+  v.pods = {held, failed};
+  auto reply = AgentReply::success(false, "pods");
+  reply.view = v;
+  const auto back = agent_reply_from_json(json::parse(to_json(reply).dump()));
+  ASSERT_TRUE(back.view.has_value());
+  EXPECT_EQ(*back.view, v);
+  // Other replies carry no listing.
+  EXPECT_FALSE(agent_reply_from_json(to_json(AgentReply::success(true, "x"))).view.has_value());
+}
+
+TEST(AgentMessages, WhatLeavesTheNodeCarriesNoPathsOrAddresses) {
+  HeldPod p;
+  p.uid = "u1";
+  p.state = "enrolled";
+  p.container_id = "c1";
+  p.netns = "/var/run/netns/cni-1";
+  p.ips = {"10.0.0.5"};
+  const auto remote = to_json(p, /*node_local=*/false);
+  EXPECT_FALSE(remote.contains("netns"));
+  EXPECT_FALSE(remote.contains("containerID"));
+  EXPECT_FALSE(remote.contains("ips"));
+  EXPECT_EQ(to_json(p)["netns"], "/var/run/netns/cni-1");
+}
+
+TEST(AgentMessages, AMalformedListingNamesTheField) {
+  const auto err = [](const char* text) {
+    try {
+      (void)agent_reply_from_json(json::parse(text));
+    } catch (const config::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(err(R"({"ok":true,"agent":{"pods":{}}})"), "pods: must be an array");
+  EXPECT_EQ(err(R"({"ok":true,"agent":{"pods":[{"uid":"u"}]}})"), "state: is required");
+  EXPECT_EQ(err(R"({"ok":true,"agent":{"total":-1}})"), "total: must be an unsigned integer");
+  EXPECT_EQ(err(R"({"ok":true,"agent":{"pods":[{"uid":"u","state":"x","since":"x"}]}})"),
+            "since: must be an integer");
+}
+
+TEST_F(RunDirTest, TheEnrolmentTimeIsKept) {
+  const RunDir dir = this->dir();
+  Enrolment e;
+  e.pod = {"c1", "/var/run/netns/x", "eth0", "u1", "web", "demo", {"10.0.0.5"}, "k8s"};
+  e.enrolled_at = 1764000000;
+  dir.write_enrolled(e);
+  ASSERT_EQ(dir.enrolled().size(), 1u);
+  EXPECT_EQ(dir.enrolled()[0].enrolled_at, 1764000000);
+  EXPECT_EQ(enrolment_from_json(json::parse(R"({"pod":{"uid":"u","name":"n","namespace":"d"}})"))
+                .enrolled_at,
+            0);  // state written before it was recorded
+}
+
 }  // namespace
 }  // namespace ambient::rundir

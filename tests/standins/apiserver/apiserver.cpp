@@ -180,11 +180,20 @@ std::string canonical_kind(std::string_view kind) {
                  [](unsigned char c) { return std::tolower(c); });
   if (lower == "namespace" || lower == "namespaces" || lower == "ns") return "Namespace";
   if (lower == "pod" || lower == "pods" || lower == "po") return "Pod";
+  if (lower == "event" || lower == "events" || lower == "ev") return "Event";
+  if (lower == "configmap" || lower == "configmaps" || lower == "cm") return "ConfigMap";
   return "";
+}
+
+// Kinds that live in a namespace (the key carries it).
+bool namespaced(std::string_view kind) {
+  return kind == "Pod" || kind == "Event" || kind == "ConfigMap";
 }
 
 std::string resource_of(const std::string& kind) {
   if (kind == "Node") return "nodes";
+  if (kind == "Event") return "events";
+  if (kind == "ConfigMap") return "configmaps";
   return kind == "Pod" ? "pods" : "namespaces";
 }
 
@@ -379,7 +388,7 @@ struct ApiServerStandin::Impl {
     if (!object.is_object()) throw std::invalid_argument("put: not a JSON object");
     const std::string kind = canonical_kind(object.value("kind", ""));
     if (kind.empty()) {
-      throw std::invalid_argument("put: kind must be Namespace or Pod, not \"" +
+      throw std::invalid_argument("put: kind must be Namespace, Pod, Event or ConfigMap, not \"" +
                                   object.value("kind", "") + "\"");
     }
     object["kind"] = kind;
@@ -397,6 +406,8 @@ struct ApiServerStandin::Impl {
         object["spec"]["serviceAccountName"] = "default";
       }
       if (!object.contains("status")) object["status"] = {{"phase", "Pending"}};
+    } else if (namespaced(kind)) {
+      if (!metadata.contains("namespace")) metadata["namespace"] = "default";
     } else {
       metadata.erase("namespace");
       if (!object.contains("spec")) object["spec"] = {{"finalizers", {"kubernetes"}}};
@@ -424,7 +435,7 @@ struct ApiServerStandin::Impl {
   bool update(std::string_view kind_text, std::string_view ns, std::string_view name,
               const std::function<void(json&)>& change) {
     const std::string kind = canonical_kind(kind_text);
-    Key key{kind, kind == "Pod" ? std::string(ns) : "", std::string(name)};
+    Key key{kind, namespaced(kind) ? std::string(ns) : "", std::string(name)};
     std::lock_guard lock(mu);
     auto it = objects.find(key);
     if (it == objects.end()) return false;
@@ -445,7 +456,7 @@ struct ApiServerStandin::Impl {
 
   void remove(std::string_view kind_text, std::string_view ns, std::string_view name) {
     const std::string kind = canonical_kind(kind_text);
-    Key key{kind, kind == "Pod" ? std::string(ns) : "", std::string(name)};
+    Key key{kind, namespaced(kind) ? std::string(ns) : "", std::string(name)};
     std::lock_guard lock(mu);
     auto it = objects.find(key);
     if (it == objects.end()) return;
@@ -648,8 +659,23 @@ struct ApiServerStandin::Impl {
     const size_t n = parts.size();
     if (n == 3 && parts[2] == "namespaces") return collection(req, res, "Namespace", "");
     if (n == 3 && parts[2] == "pods") return collection(req, res, "Pod", "");
+    if (n == 3 && parts[2] == "events") return collection(req, res, "Event", "");
     if (n >= 4 && parts[2] == "namespaces") {
       if (n == 4) return single(req, res, "Namespace", "", parts[3], false);
+      if (n == 5 && parts[4] == "events") {
+        if (method == "POST") return create_event(req, res, parts[3]);
+        return collection(req, res, "Event", parts[3]);
+      }
+      if (n == 6 && parts[4] == "events") {
+        return single(req, res, "Event", parts[3], parts[5], false);
+      }
+      if (n == 5 && parts[4] == "configmaps") return collection(req, res, "ConfigMap", parts[3]);
+      if (n == 6 && parts[4] == "configmaps") {
+        return single(req, res, "ConfigMap", parts[3], parts[5], false);
+      }
+      if (n >= 7 && parts[4] == "pods" && parts[6] == "proxy") {
+        return proxy_to_pod(req, res, parts[3], parts[5]);
+      }
       if (n == 5 && parts[4] == "pods") return collection(req, res, "Pod", parts[3]);
       if (n == 6 && parts[4] == "pods") return single(req, res, "Pod", parts[3], parts[5], false);
       if (n == 7 && parts[4] == "pods" && parts[6] == "status") {
@@ -703,6 +729,23 @@ struct ApiServerStandin::Impl {
                {"namespaced", true},
                {"kind", "Pod"},
                {"verbs", {"get", "patch"}}},
+              {{"name", "pods/proxy"},
+               {"singularName", ""},
+               {"namespaced", true},
+               {"kind", "PodProxyOptions"},
+               {"verbs", {"create", "delete", "get", "patch", "update"}}},
+              {{"name", "events"},
+               {"singularName", "event"},
+               {"namespaced", true},
+               {"kind", "Event"},
+               {"verbs", {"create", "get", "list", "watch"}},
+               {"shortNames", {"ev"}}},
+              {{"name", "configmaps"},
+               {"singularName", "configmap"},
+               {"namespaced", true},
+               {"kind", "ConfigMap"},
+               {"verbs", verbs},
+               {"shortNames", {"cm"}}},
               {{"name", "serviceaccounts/token"},
                {"singularName", ""},
                {"namespaced", true},
@@ -710,6 +753,143 @@ struct ApiServerStandin::Impl {
                {"version", "v1"},
                {"kind", "TokenRequest"},
                {"verbs", {"create"}}}}}};
+  }
+
+  // ---- Events -------------------------------------------------------------------------------
+
+  // POST /api/v1/namespaces/{ns}/events with kube-apiserver's rules for core/v1 Events: the
+  // object's namespace (if given) is the URL's, a name or generateName, a DNS-1123 subdomain
+  // name, involvedObject.namespace equal to the Event's (for Events without eventTime; with
+  // one: reportingComponent, reportingInstance, action and reason required), the namespace must
+  // exist, a taken name is 409 AlreadyExists.
+  void create_event(const httplib::Request& req, httplib::Response& res, const std::string& ns) {
+    json event = json::parse(req.body, nullptr, false);
+    if (!event.is_object()) return reply_status(res, 400, "the request body is not a JSON object");
+    if (event.contains("kind") && event["kind"] != "Event") {
+      return reply_status(res, 400,
+                          "the API version in the data (" + event.value("apiVersion", "") +
+                              ") does not match the expected API version (v1)");
+    }
+    json& metadata = event["metadata"];
+    if (!metadata.is_object()) metadata = json::object();
+    if (metadata.contains("namespace") && metadata["namespace"] != ns) {
+      return reply_status(res, 400,
+                          "the namespace of the provided object does not match the namespace "
+                          "sent on the request");
+    }
+    std::string name = metadata.value("name", "");
+    if (name.empty() && !metadata.value("generateName", "").empty()) {
+      name = metadata.value("generateName", "") + new_uid().substr(0, 5);
+    }
+    auto invalid = [&](const std::string& field, const std::string& detail) {
+      reply(res, 422,
+            status_object(422, "Invalid",
+                          "Event \"" + name + "\" is invalid: " + field + ": " + detail,
+                          {{"name", name}, {"kind", "Event"}}));
+    };
+    if (name.empty()) {
+      return invalid("metadata.name", "Required value: name or generateName is required");
+    }
+    if (!dns_subdomain(name)) {
+      return invalid("metadata.name",
+                     "Invalid value: \"" + name +
+                         "\": a lowercase RFC 1123 subdomain must consist of lower case "
+                         "alphanumeric characters, '-' or '.', and must start and end with an "
+                         "alphanumeric character");
+    }
+    const json involved = event.value("involvedObject", json::object());
+    const std::string involved_ns = involved.value("namespace", "");
+    if (event.value("eventTime", json()).is_null()) {
+      if (involved_ns.empty() ? (ns != "default") : involved_ns != ns) {
+        return invalid("involvedObject.namespace",
+                       "Invalid value: \"" + involved_ns + "\": does not match event.namespace");
+      }
+    } else {
+      for (const char* field : {"reportingComponent", "reportingInstance", "action", "reason"}) {
+        if (event.value(field, "").empty()) return invalid(field, "Required value");
+      }
+    }
+    event["kind"] = "Event";
+    event["apiVersion"] = "v1";
+    metadata["name"] = name;
+    metadata["namespace"] = ns;
+    metadata.erase("generateName");
+    std::lock_guard lock(mu);
+    if (objects.find(Key{"Namespace", "", ns}) == objects.end()) {
+      return reply_not_found(res, "Namespace", ns);
+    }
+    const Key key{"Event", ns, name};
+    if (objects.contains(key)) {
+      return reply(res, 409,
+                   status_object(409, "AlreadyExists", "events \"" + name + "\" already exists",
+                                 {{"name", name}, {"kind", "events"}}));
+    }
+    metadata["uid"] = new_uid();
+    metadata["creationTimestamp"] = now_rfc3339();
+    metadata["resourceVersion"] = std::to_string(++rv);
+    objects[key] = event;
+    record_event("ADDED", event, nullptr);
+    reply(res, 201, event);
+  }
+
+  static bool dns_subdomain(const std::string& name) {
+    if (name.empty() || name.size() > 253) return false;
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (!alnum(name.front()) || !alnum(name.back())) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [&](char c) { return alnum(c) || c == '-' || c == '.'; });
+  }
+
+  // ---- pods/proxy -----------------------------------------------------------------------------
+
+  // GET /api/v1/namespaces/{ns}/pods/[scheme:]{name}[:port]/proxy/{path}: the API server
+  // connects to the pod's IP and relays the answer (plain HTTP here). Nothing of the caller's
+  // credentials is passed on.
+  void proxy_to_pod(const httplib::Request& req, httplib::Response& res, const std::string& ns,
+                    const std::string& target) {
+    if (req.method != "GET") {
+      return reply_status(res, 405, "the stand-in proxies GET only");
+    }
+    std::vector<std::string> bits;
+    for (std::size_t start = 0;;) {
+      const auto colon = target.find(':', start);
+      bits.push_back(target.substr(start, colon == std::string::npos ? colon : colon - start));
+      if (colon == std::string::npos) break;
+      start = colon + 1;
+    }
+    const std::string name = bits.size() == 3 ? bits[1] : bits[0];
+    std::string port = bits.size() == 3 ? bits[2] : bits.size() == 2 ? bits[1] : "";
+    std::string ip;
+    {
+      std::lock_guard lock(mu);
+      const auto it = objects.find(Key{"Pod", ns, name});
+      if (it == objects.end()) return reply_not_found(res, "Pod", name);
+      ip = it->second.value(json::json_pointer("/status/podIP"), std::string());
+      if (port.empty()) {
+        const auto ports =
+            it->second.value(json::json_pointer("/spec/containers/0/ports"), json::array());
+        if (!ports.empty()) port = std::to_string(ports[0].value("containerPort", 0));
+      }
+    }
+    if (ip.empty() || port.empty()) {
+      return reply_status(res, 503, "pod " + name + " has no IP or no port to proxy to");
+    }
+    // What follows .../proxy in the raw target (path and query).
+    const std::string marker = "/" + target + "/proxy";
+    const auto at = req.target.find(marker);
+    std::string rest = at == std::string::npos ? "/" : req.target.substr(at + marker.size());
+    if (rest.empty() || rest[0] != '/') rest = "/" + rest;
+    httplib::Client client(ip, std::stoi(port));
+    client.set_connection_timeout(5);
+    client.set_read_timeout(5);
+    const auto answer = client.Get(rest.c_str());
+    if (!answer) {
+      return reply_status(res, 503,
+                          "error trying to reach service: dial tcp " + ip + ":" + port +
+                              ": connect: connection refused");
+    }
+    res.status = answer->status;
+    res.set_content(answer->body, answer->get_header_value("Content-Type").c_str());
   }
 
   // ---- TokenRequest
@@ -1351,7 +1531,7 @@ std::optional<nlohmann::json> ApiServerStandin::get_object(std::string_view kind
   const std::string canonical = canonical_kind(kind);
   std::lock_guard lock(impl_->mu);
   auto it = impl_->objects.find(
-      Key{canonical, canonical == "Pod" ? std::string(ns) : "", std::string(name)});
+      Key{canonical, namespaced(canonical) ? std::string(ns) : "", std::string(name)});
   if (it == impl_->objects.end()) return std::nullopt;
   return it->second;
 }

@@ -14,6 +14,11 @@
 //   metadata.resourceVersion is a precondition (409 on mismatch); a no-op patch does not bump
 //   the resourceVersion; pods/status keeps spec, the main resource keeps status, as the real
 //   strategies do.
+//   POST /api/v1/namespaces/{ns}/events (core/v1 Events, validated as kube-apiserver does:
+//   namespace, name or generateName, involvedObject.namespace, 409 on a taken name) and
+//   GET/LIST/WATCH of events (field selectors involvedObject.*, reason, source, type) and
+//   configmaps; GET /api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path} relayed over plain
+//   HTTP to the pod's status.podIP;
 //   POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token (TokenRequest: expirationSeconds,
 //   boundObjectRef to a Pod running as that service account, or to a Node added with add_node)
 //   for service accounts added with add_service_account.
@@ -130,8 +135,8 @@ class ApiServerStandin {
   std::vector<ServiceAccountToken> issued_tokens() const;
   void expire_issued_tokens();  // every token issued so far is refused from now on
 
-  // Objects (Namespace or Pod). put() fills uid, resourceVersion and creationTimestamp when
-  // missing and notifies watchers.
+  // Objects (Namespace, Pod, Event or ConfigMap). put() fills uid, resourceVersion and
+  // creationTimestamp when missing and notifies watchers.
   void put(nlohmann::json object);
   // An atomic read-modify-write of a stored object, as a PATCH would be (identity fields kept;
   // a no-op changes nothing); false when there is no such object. `change` must not call back.

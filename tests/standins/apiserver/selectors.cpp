@@ -230,7 +230,24 @@ FieldSelectorQuery FieldSelectorQuery::parse(std::string_view text, std::string_
       "metadata.name",    "metadata.namespace", "spec.nodeName", "spec.serviceAccountName",
       "spec.hostNetwork", "spec.restartPolicy", "status.phase",  "status.podIP"};
   static const std::vector<std::string> kNamespaceFields = {"metadata.name", "status.phase"};
-  const auto& supported = kind == "Pod" ? kPodFields : kNamespaceFields;
+  static const std::vector<std::string> kEventFields = {"metadata.name",
+                                                        "metadata.namespace",
+                                                        "involvedObject.kind",
+                                                        "involvedObject.namespace",
+                                                        "involvedObject.name",
+                                                        "involvedObject.uid",
+                                                        "involvedObject.apiVersion",
+                                                        "involvedObject.resourceVersion",
+                                                        "involvedObject.fieldPath",
+                                                        "reason",
+                                                        "reportingComponent",
+                                                        "source",
+                                                        "type"};
+  static const std::vector<std::string> kConfigMapFields = {"metadata.name", "metadata.namespace"};
+  const auto& supported = kind == "Pod"         ? kPodFields
+                          : kind == "Event"     ? kEventFields
+                          : kind == "ConfigMap" ? kConfigMapFields
+                                                : kNamespaceFields;
   FieldSelectorQuery query;
   size_t start = 0;
   while (start < text.size()) {
@@ -266,7 +283,9 @@ FieldSelectorQuery FieldSelectorQuery::parse(std::string_view text, std::string_
 
 bool FieldSelectorQuery::matches(const nlohmann::json& object) const {
   for (const auto& term : terms_) {
-    if ((field_value(object, term.field) == term.value) != term.equal) return false;
+    // An Event's field label "source" is source.component.
+    const std::string field = term.field == "source" ? "source.component" : term.field;
+    if ((field_value(object, field) == term.value) != term.equal) return false;
   }
   return true;
 }

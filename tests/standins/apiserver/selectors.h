@@ -32,7 +32,8 @@ class LabelSelectorQuery {
 
 class FieldSelectorQuery {
  public:
-  // `kind` is "Pod" or "Namespace": each supports its own field labels, like the real server.
+  // `kind` is "Pod", "Namespace", "Event" or "ConfigMap": each supports its own field labels,
+  // like the real server.
   // Throws std::invalid_argument ("field label not supported: x") on anything else.
   static FieldSelectorQuery parse(std::string_view text, std::string_view kind);
   bool matches(const nlohmann::json& object) const;
