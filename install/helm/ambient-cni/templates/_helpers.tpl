@@ -55,7 +55,7 @@ here, naming the key (README.md has the table). Output: YAML of
   {{- end -}}
   {{- $presets = append $presets (dict "name" (printf "platform %s" .) "v" ($text | fromYaml)) -}}
 {{- end -}}
-{{- $v := $defaults -}}
+{{- $v := deepCopy $defaults -}}
 {{- range $presets -}}
   {{- $v = mustMergeOverwrite $v (deepCopy .v) -}}
 {{- end -}}
