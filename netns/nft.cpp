@@ -1,6 +1,11 @@
 #include "netns/nft.h"
 
+#include <dlfcn.h>
+#include <linux/netlink.h>
 #include <nftables/libnftables.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <memory>
 #include <mutex>
@@ -9,6 +14,30 @@
 
 namespace ambient::netns::nft {
 namespace {
+
+// Where sendmsg() copies what it sends, on the one thread that is recording (run_recorded);
+// null everywhere else.
+thread_local std::vector<std::string>* t_recording = nullptr;
+
+bool is_netfilter_socket(int fd) {
+  int domain = 0, protocol = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_NETLINK) {
+    return false;
+  }
+  len = sizeof protocol;
+  return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
+         protocol == NETLINK_NETFILTER;
+}
+
+void record(int fd, const msghdr* msg) {
+  if (msg == nullptr || !is_netfilter_socket(fd)) return;
+  std::string bytes;
+  for (size_t i = 0; i < msg->msg_iovlen; ++i) {
+    bytes.append(static_cast<const char*>(msg->msg_iov[i].iov_base), msg->msg_iov[i].iov_len);
+  }
+  t_recording->push_back(std::move(bytes));
+}
 
 struct CtxDeleter {
   void operator()(nft_ctx* ctx) const noexcept { nft_ctx_free(ctx); }
@@ -59,4 +88,26 @@ std::string run(std::string_view commands, std::string_view what, Output output)
   return std::move(r.output);
 }
 
+std::vector<std::string> run_recorded(std::string_view commands, std::string_view what) {
+  std::vector<std::string> sent;
+  struct Stop {
+    ~Stop() { t_recording = nullptr; }
+  } stop;
+  t_recording = &sent;
+  run(commands, what);
+  return sent;
+}
+
 }  // namespace ambient::netns::nft
+
+// The process' sendmsg(): libnftables' call binds here (an executable's definition comes first in
+// the dynamic linker's lookup, and ld exports it because libnftables references it). Outside a
+// recording it only forwards: to the next definition (libc's, or a sanitizer's interceptor), or
+// straight to the system call where there is none (a static binary).
+extern "C" ssize_t sendmsg(int fd, const struct msghdr* msg, int flags) {
+  using Sendmsg = ssize_t (*)(int, const struct msghdr*, int);
+  static const Sendmsg next = reinterpret_cast<Sendmsg>(dlsym(RTLD_NEXT, "sendmsg"));
+  if (ambient::netns::nft::t_recording != nullptr) ambient::netns::nft::record(fd, msg);
+  if (next != nullptr) return next(fd, msg, flags);
+  return syscall(SYS_sendmsg, fd, msg, flags);
+}

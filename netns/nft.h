@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ambient::netns::nft {
 
@@ -22,5 +23,13 @@ RunResult try_run(std::string_view commands, Output output = Output::Text);
 
 // As try_run, but throws NetnsError(Nftables) carrying `what` and libnftables' error text.
 std::string run(std::string_view commands, std::string_view what, Output output = Output::Text);
+
+// As run, and returns what libnftables handed to sendmsg() on NETLINK_NETFILTER sockets meanwhile
+// (one string per call, iovecs joined): its transaction, for nft_batch.h to check and replay
+// elsewhere. libnftables has no API for its batch, so this process defines sendmsg() itself
+// (nft.cpp): every other call, and every call on any other thread, goes straight through. Empty
+// when libnftables' sendmsg() does not bind to ours (e.g. a binary that does not export it) or
+// when it sends its batch some other way.
+std::vector<std::string> run_recorded(std::string_view commands, std::string_view what);
 
 }  // namespace ambient::netns::nft

@@ -4,13 +4,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
-#include <mutex>
-#include <set>
+#include <memory>
 #include <sstream>
 
 #include "config/constants.h"
 #include "netns/nft.h"
+#include "netns/nft_batch.h"
+#include "netns/prepared_plan.h"
 
 namespace ambient::netns {
 namespace {
@@ -169,48 +171,6 @@ std::string render_removal() {
 
 namespace {
 
-// The names of our tables that exist in the calling thread's netns.
-std::set<std::string> our_tables_here() {
-  const std::string listing = nft::run("list tables inet", "list tables");
-  std::set<std::string> present;
-  std::istringstream in(listing);
-  std::string word_table, family, name;
-  while (in >> word_table >> family >> name) {
-    if (std::find(std::begin(kAllTables), std::end(kAllTables), name) != std::end(kAllTables)) {
-      present.insert(name);
-    }
-  }
-  return present;
-}
-
-// Stateless: the counters on every rule change with traffic, the ruleset does not.
-std::string list_table_here(std::string_view table) {
-  return nft::run(fmt::format("list table inet {}", table), fmt::format("list table {}", table),
-                  nft::Output::Stateless);
-}
-
-// How the kernel lists each table of a plan, learnt once per distinct ruleset by applying it in a
-// throwaway netns. Comparing listings (not our input text) makes inspect exact without having to
-// predict nft's output formatting, which changes between nft versions.
-std::map<std::string, std::string> reference_listing(const RedirectPlan& plan) {
-  static std::mutex mu;
-  static std::map<std::string, std::map<std::string, std::string>> cache;
-  const std::string text = plan.render();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (auto it = cache.find(text); it != cache.end()) return it->second;
-  }
-  auto listing = run_in_scratch_netns([&] {
-    nft::run(text, "apply plan in a scratch netns");
-    std::map<std::string, std::string> out;
-    for (auto t : plan.tables()) out.emplace(std::string(t), list_table_here(t));
-    return out;
-  });
-  std::lock_guard<std::mutex> lock(mu);
-  cache.emplace(text, listing);
-  return listing;
-}
-
 std::string first_difference(const std::string& expected, const std::string& found) {
   std::istringstream e(expected), f(found);
   std::string le, lf;
@@ -260,10 +220,69 @@ std::string RedirectPlan::render() const {
   return out;
 }
 
+namespace {
+
+// The plan's batch, or null (then told: logged once per process, counted on every apply).
+std::shared_ptr<const detail::PreparedPlan> replayable(const RedirectPlan& plan,
+                                                       const ApplyHooks& hooks) {
+  std::shared_ptr<const detail::PreparedPlan> prepared;
+  std::string why;
+  try {
+    prepared = detail::prepare(plan);
+    if (prepared->batch) return prepared;
+    why = prepared->not_replayable;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    spdlog::warn(
+        "in-pod rules go in through libnftables, not as a replayed batch ({}); same "
+        "rules, about twice the time (decision 017)",
+        why);
+  } else {
+    spdlog::debug("in-pod rules through libnftables: {}", why);
+  }
+  if (hooks.degraded) hooks.degraded("rule_replay_unavailable");
+  return nullptr;
+}
+
+// The nf_tables transaction of the plan in the calling thread's netns: the batch when there is
+// one, libnftables when there is none or the kernel refused it (a refused batch changed nothing).
+void program_rules_here(const RedirectPlan& plan, const detail::PreparedPlan* prepared,
+                        const std::string& netns, const ApplyHooks& hooks) {
+  std::string refused;
+  if (prepared != nullptr) {
+    try {
+      nft::replay_here(*prepared->batch);
+      detail::count_rule_programming({.replayed = 1});
+      return;
+    } catch (const NetnsError& e) {
+      refused = e.what();
+    }
+    detail::count_rule_programming({.replay_refused = 1});
+    spdlog::warn(
+        "netns {}: the replayed in-pod rules were refused, nothing of them applied ({}); "
+        "trying libnftables",
+        netns, refused);
+    if (hooks.degraded) hooks.degraded("rule_replay_refused");
+  }
+  try {
+    nft::run(plan.render(), fmt::format("apply redirection in netns {}", netns));
+  } catch (const NetnsError& e) {
+    if (refused.empty()) throw;
+    throw NetnsError(e.kind(),
+                     fmt::format("{} (the replayed batch before it: {})", e.what(), refused));
+  }
+  detail::count_rule_programming({.libnftables = 1});
+}
+
+}  // namespace
+
 void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& hooks) {
-  const std::string text = plan.render();
+  const auto prepared = replayable(plan, hooks);
   run_in(ns, [&] {
-    nft::run(text, fmt::format("apply redirection in netns {}", ns.path()));
+    program_rules_here(plan, prepared.get(), ns.path(), hooks);
     try {
       if (hooks.install_routing) {
         hooks.install_routing(plan.routing());
@@ -323,7 +342,8 @@ std::string Inspection::summary() const {
 }
 
 Inspection inspect(const NetnsHandle& ns, const RedirectPlan& plan) {
-  const auto expected = reference_listing(plan);
+  const auto prepared = detail::prepare(plan);
+  const auto& expected = prepared->listing;
   struct Observed {
     std::map<std::string, std::string> tables;
     RoutingState routing;
@@ -331,7 +351,9 @@ Inspection inspect(const NetnsHandle& ns, const RedirectPlan& plan) {
   };
   const Observed seen = run_in(ns, [&] {
     Observed o;
-    for (const auto& name : our_tables_here()) o.tables.emplace(name, list_table_here(name));
+    for (const auto& name : detail::our_tables_here()) {
+      o.tables.emplace(name, detail::list_table_here(name));
+    }
     o.routing = read_routing_here();
     o.effective = effective_routing_here(plan.routing());
     return o;

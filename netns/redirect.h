@@ -1,8 +1,10 @@
 // In-pod redirection for ztunnel (ambient-contract.md §4): options → RedirectPlan → nft text,
-// applied as one libnftables transaction inside the pod's netns, plus policy routing via libnl.
+// applied as one nf_tables transaction inside the pod's netns, plus policy routing via libnl.
 //
 // Rendering, entering the netns and executing are separate steps so the text can be
-// golden-tested without privileges and shown by `ambient-cni-node redirect --dry-run`.
+// golden-tested without privileges and shown by `ambient-cni-node redirect --dry-run`. The text
+// is what runs: libnftables compiles it once per distinct plan in a throwaway netns, and each pod
+// gets that same netlink batch replayed (decision 017).
 #pragma once
 
 #include <functional>
@@ -54,11 +56,18 @@ using RoutingInstaller = std::function<void(const RoutingSpec&)>;
 
 struct ApplyHooks {
   RoutingInstaller install_routing;  // empty: install_routing_here()
+  // Told when the rules went in through libnftables instead of the replayed batch (decision 017;
+  // same rules, slower): "rule_replay_unavailable" (no batch this node can replay for the plan;
+  // logged once per process) or "rule_replay_refused" (the kernel refused the replay, which
+  // changed nothing; logged each time). For a metric; may be empty.
+  std::function<void(std::string_view what)> degraded;
 };
 
-// Applies the plan in ns: one nft transaction, then policy routing. Idempotent. If routing
-// fails, the tables and any routing already added are removed again and the NetnsError says what
-// failed (and whether the rollback itself failed).
+// Applies the plan in ns: one nf_tables transaction (the plan's batch replayed, or libnftables),
+// then policy routing. Idempotent. If routing fails, the tables and any routing already added
+// are removed again and the NetnsError says what failed (and whether the rollback itself failed).
+// The first apply of a distinct plan in a process learns its batch in throwaway netns (needs
+// CAP_SYS_ADMIN, as entering a pod's netns does; a few milliseconds).
 void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& hooks = {});
 
 // The nft transaction remove() runs (for --dry-run): add + delete of each of the three tables.
@@ -81,8 +90,7 @@ struct Inspection {
 // Compares what is in ns with the plan. Absent: none of our tables, rules or routes. Current:
 // every table lists exactly as the plan lists in a pristine netns, no table the plan does not
 // use, and the rule and route of each effective family present. Anything else: Drifted.
-// The reference listing is learnt by applying the plan once in a throwaway netns (needs
-// CAP_SYS_ADMIN, as entering a pod's netns does) and cached per distinct plan.
+// The reference listing is learnt with the plan's batch (apply() above) and cached with it.
 Inspection inspect(const NetnsHandle& ns, const RedirectPlan& plan);
 
 }  // namespace ambient::netns

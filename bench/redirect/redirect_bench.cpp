@@ -1,12 +1,13 @@
-// Rule programming cost, side by side in one run: our in-process libnftables transaction vs
+// Rule programming cost, side by side in one run: what the agent does (netns::apply: the plan's
+// nf_tables batch, learnt once, replayed per pod; decision 017) against its floor (libnftables'
+// batch replayed as recorded, no checks), the old libnftables path (decision 002) and
 // `ip netns exec <ns> iptables-restore` of the equivalent rules (how Istio's agent programs a pod),
-// plus `nft -f` and a raw-netlink replay of the same batch. Every measurement gets a fresh netns.
+// plus `nft -f`. Every measurement gets a fresh netns.
 //
 //   redirect_bench [--reps N] [--json FILE]
 //
 // Cold = a fresh process per pod (what a plugin applying in-process pays, exec included);
 // warm = a long-lived process (the agent case). Not a test: nothing here asserts on time.
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -34,6 +35,7 @@
 #include "bench/redirect/raw_batch.h"
 #include "netns/netns.h"
 #include "netns/nft.h"
+#include "netns/prepared_plan.h"
 #include "netns/redirect.h"
 
 extern char** environ;
@@ -42,29 +44,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// --- recording libnftables' netlink batch --------------------------------------------------------
-// libnftables sends its transaction with sendmsg(); while `g_recording` is set, this interposed
-// sendmsg keeps a copy of each payload. The executable exports it (ENABLE_EXPORTS), so the
-// dynamic linker binds libnftables' call here first.
-bool g_recording = false;
-ambient::bench::NetlinkBatch g_recorded;
+namespace an = ambient::netns;
 
-}  // namespace
-
-extern "C" ssize_t sendmsg(int fd, const struct msghdr* msg, int flags) {
-  using Real = ssize_t (*)(int, const struct msghdr*, int);
-  static Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "sendmsg"));
-  if (g_recording) {
-    std::string bytes;
-    for (size_t i = 0; i < msg->msg_iovlen; ++i) {
-      bytes.append(static_cast<const char*>(msg->msg_iov[i].iov_base), msg->msg_iov[i].iov_len);
-    }
-    g_recorded.push_back(std::move(bytes));
-  }
-  return real(fd, msg, flags);
+// The old path (decision 002): libnftables compiles and sends the plan's text for every pod.
+void apply_with_libnftables(const an::NetnsHandle& ns, const an::RedirectPlan& plan, bool routing) {
+  an::run_in(ns, [&] {
+    an::nft::run(plan.render(), "apply with libnftables");
+    if (routing) an::install_routing_here(plan.routing());
+  });
 }
-
-namespace {
 
 std::string self_dir() {
   return std::filesystem::read_symlink("/proc/self/exe").parent_path();
@@ -197,7 +185,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   sweep_leftovers();
-  namespace an = ambient::netns;
   const an::RedirectPlan plan{an::RedirectOptions{}};
   const std::string dir = self_dir();
   const std::string apply_once = dir + "/redirect_apply_once";
@@ -211,20 +198,13 @@ int main(int argc, char** argv) {
   std::ofstream(rules_file) << ambient::bench::kIptablesRestoreRules;
   std::ofstream(nft_file) << plan.render();
 
-  // Record the batch libnftables sends for the plan (in a scratch netns).
-  g_recorded.clear();
-  an::run_in_scratch_netns([&] {
-    g_recording = true;
-    try {
-      ambient::netns::nft::run(plan.render(), "record batch");
-    } catch (...) {
-      g_recording = false;
-      throw;
-    }
-    g_recording = false;
-  });
+  // The floor: exactly what libnftables sends for the plan (recorded in a scratch netns), replayed
+  // without acks or checks beyond the kernel's error answers.
+  std::vector<std::string> recorded;
+  an::run_in_scratch_netns(
+      [&] { recorded = an::nft::run_recorded(plan.render(), "record the batch"); });
   ambient::bench::NetlinkBatch batch;
-  for (auto& m : g_recorded) {
+  for (auto& m : recorded) {
     // Keep the transaction (starts with NFNL_MSG_BATCH_BEGIN = 0x10), not cache queries.
     if (m.size() >= 6 &&
         (static_cast<unsigned char>(m[4]) | static_cast<unsigned char>(m[5]) << 8) == 0x10) {
@@ -237,21 +217,35 @@ int main(int argc, char** argv) {
   }
   ambient::bench::save_batch(batch, batch_file);
 
-  NetnsPool pool;
-  // Sanity: the raw replay and the libnftables apply produce the same ruleset.
-  {
-    const std::string a = pool.fresh(), b = pool.fresh();
-    an::apply(an::NetnsHandle::open(NetnsPool::path(a)), plan);
-    spawn({raw_once, NetnsPool::path(b), batch_file});
-    const auto ia = an::inspect(an::NetnsHandle::open(NetnsPool::path(a)), plan);
-    const auto ib = an::inspect(an::NetnsHandle::open(NetnsPool::path(b)), plan);
-    if (ia.status != an::RedirectStatus::Current || ib.status != an::RedirectStatus::Current) {
-      std::cerr << "sanity check failed: libnftables " << ia.summary() << ", raw " << ib.summary()
-                << "\n";
+  // What learning a plan costs (once per distinct options in a process): record, then replay
+  // over it and in an empty netns, each listed.
+  std::vector<double> learn_us;
+  for (int i = 0; i < 5; ++i) {
+    an::detail::forget_prepared_plans();
+    const auto t0 = Clock::now();
+    const auto prepared = an::detail::prepare(plan);
+    learn_us.push_back(since_us(t0));
+    if (!prepared->batch) {
+      std::cerr << "the product path cannot replay here: " << prepared->not_replayable << "\n";
       return 1;
     }
-    pool.drop(a);
-    pool.drop(b);
+  }
+
+  NetnsPool pool;
+  // Sanity: every path produces the ruleset inspect() calls current.
+  {
+    const std::string a = pool.fresh(), b = pool.fresh(), c = pool.fresh();
+    an::apply(an::NetnsHandle::open(NetnsPool::path(a)), plan);
+    spawn({raw_once, NetnsPool::path(b), batch_file});
+    apply_with_libnftables(an::NetnsHandle::open(NetnsPool::path(c)), plan, true);
+    for (const auto& [what, ns] : {std::pair{"ours", a}, {"raw", b}, {"libnftables", c}}) {
+      const auto i = an::inspect(an::NetnsHandle::open(NetnsPool::path(ns)), plan);
+      if (i.status != an::RedirectStatus::Current) {
+        std::cerr << "sanity check failed: " << what << " " << i.summary() << "\n";
+        return 1;
+      }
+      pool.drop(ns);
+    }
   }
 
   an::ApplyHooks rules_only;
@@ -286,9 +280,18 @@ int main(int argc, char** argv) {
        [&](const std::string& ns, std::vector<double>&) {
          return spawn({"ip", "netns", "exec", ns, "true"}).wall_us;
        }},
-      {"ours cold", "fresh process: exec + libnftables transaction + libnl routing", true,
+      {"ours cold",
+       "fresh process: exec + netns::apply (learns the plan's batch in two throwaway netns, then "
+       "replays it) + libnl routing",
+       true,
        [&](const std::string& ns, std::vector<double>& inner) {
          const auto r = spawn({apply_once, NetnsPool::path(ns)});
+         inner.push_back(child_apply_us(r.out));
+         return r.wall_us;
+       }},
+      {"libnftables cold", "fresh process: exec + libnftables transaction + libnl routing", true,
+       [&](const std::string& ns, std::vector<double>& inner) {
+         const auto r = spawn({apply_once, "--libnftables", NetnsPool::path(ns)});
          inner.push_back(child_apply_us(r.out));
          return r.wall_us;
        }},
@@ -302,19 +305,37 @@ int main(int argc, char** argv) {
          inner.push_back(child_apply_us(r.out));
          return r.wall_us;
        }},
-      {"ours warm", "long-lived process: libnftables transaction + libnl routing", true,
+      {"ours warm",
+       "long-lived process, what the agent does: netns::apply = the plan's batch replayed (acks "
+       "checked) + libnl routing",
+       true,
        [&](const std::string& ns, std::vector<double>&) {
          const auto t0 = Clock::now();
          an::apply(an::NetnsHandle::open(NetnsPool::path(ns)), plan);
          return since_us(t0);
        }},
-      {"ours warm rules-only", "long-lived process: libnftables transaction only", true,
+      {"ours warm rules-only", "long-lived process: netns::apply without routing", true,
        [&](const std::string& ns, std::vector<double>&) {
          const auto t0 = Clock::now();
          an::apply(an::NetnsHandle::open(NetnsPool::path(ns)), plan, rules_only);
          return since_us(t0);
        }},
-      {"raw warm", "long-lived process: replayed netlink batch + libnl routing", true,
+      {"libnftables warm",
+       "long-lived process, the old path (decision 002): libnftables transaction + libnl routing",
+       true,
+       [&](const std::string& ns, std::vector<double>&) {
+         const auto t0 = Clock::now();
+         apply_with_libnftables(an::NetnsHandle::open(NetnsPool::path(ns)), plan, true);
+         return since_us(t0);
+       }},
+      {"libnftables warm rules-only", "long-lived process: libnftables transaction only", true,
+       [&](const std::string& ns, std::vector<double>&) {
+         const auto t0 = Clock::now();
+         apply_with_libnftables(an::NetnsHandle::open(NetnsPool::path(ns)), plan, false);
+         return since_us(t0);
+       }},
+      {"raw warm", "long-lived process: libnftables' batch replayed as recorded + libnl routing",
+       true,
        [&](const std::string& ns, std::vector<double>&) {
          const auto t0 = Clock::now();
          an::run_in(an::NetnsHandle::open(NetnsPool::path(ns)), [&] {
@@ -323,6 +344,19 @@ int main(int argc, char** argv) {
          });
          return since_us(t0);
        }},
+      {"raw warm rules-only", "long-lived process: libnftables' batch replayed as recorded", true,
+       [&](const std::string& ns, std::vector<double>&) {
+         const auto t0 = Clock::now();
+         an::run_in(an::NetnsHandle::open(NetnsPool::path(ns)),
+                    [&] { ambient::bench::replay_batch(batch); });
+         return since_us(t0);
+       }},
+  };
+  auto index_of = [&](const std::string& name) {
+    for (size_t i = 0; i < methods.size(); ++i) {
+      if (methods[i].name == name) return i;
+    }
+    throw std::logic_error("no method " + name);
   };
 
   // Warm-up (not recorded): page in the binaries and libraries for every method once.
@@ -332,6 +366,7 @@ int main(int argc, char** argv) {
     m.run(ns, ignored);
     pool.drop(ns);
   }
+  const auto counts_before = an::detail::rule_programming_counts();
   std::mt19937 rng(42);
   std::vector<size_t> order(methods.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -344,25 +379,45 @@ int main(int argc, char** argv) {
       if (!ns.empty()) pool.drop(ns);
     }
   }
+  const auto counts_after = an::detail::rule_programming_counts();
 
-  const double ipt = stats_of(methods[0].samples).median;
-  const double legacy = stats_of(methods[1].samples).median;
+  const double ipt = stats_of(methods[index_of("iptables-restore")].samples).median;
+  const double legacy = stats_of(methods[index_of("iptables-legacy-restore")].samples).median;
+  const double raw_warm = stats_of(methods[index_of("raw warm")].samples).median;
+  const double raw_rules = stats_of(methods[index_of("raw warm rules-only")].samples).median;
   std::printf("\nRule programming for one pod (IPv4 + DNS capture), %d reps, fresh netns each\n",
               reps);
-  std::printf("batch recorded from libnftables: %s\n\n",
+  std::printf("batch recorded from libnftables: %s\n",
               ambient::bench::describe_batch(batch).c_str());
+  const Stats learn = stats_of(learn_us);
   std::printf(
-      "| method | median ms | p10 ms | p90 ms | × iptables-restore | × iptables-legacy-restore | "
-      "in-process first apply ms (median) |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
-  nlohmann::json report = {{"reps", reps}, {"batch", ambient::bench::describe_batch(batch)}};
+      "learning the plan's batch (once per distinct options per process): median %.3f ms "
+      "(%zu runs)\n",
+      learn.median / 1000, learn_us.size());
+  std::printf(
+      "netns::apply during the run: %llu replayed, %llu through libnftables, %llu "
+      "replays refused\n\n",
+      static_cast<unsigned long long>(counts_after.replayed - counts_before.replayed),
+      static_cast<unsigned long long>(counts_after.libnftables - counts_before.libnftables),
+      static_cast<unsigned long long>(counts_after.replay_refused - counts_before.replay_refused));
+  std::printf(
+      "| method | median ms | p10 ms | p90 ms | × raw warm | × iptables-restore | "
+      "× iptables-legacy-restore | in-process first apply ms (median) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  nlohmann::json report = {{"reps", reps},
+                           {"batch", ambient::bench::describe_batch(batch)},
+                           {"learn_plan_median_ms", learn.median / 1000}};
   for (const auto& m : methods) {
     const Stats s = stats_of(m.samples);
+    // Rules-only rows compare with the rules-only replay, the others with the whole raw path.
+    const bool rules_only_row = m.name.find("rules-only") != std::string::npos;
+    const double vs_raw = s.median / (rules_only_row ? raw_rules : raw_warm);
     std::string inner = "";
     nlohmann::json j = {{"what", m.what},
                         {"median_ms", s.median / 1000},
                         {"p10_ms", s.p10 / 1000},
                         {"p90_ms", s.p90 / 1000},
+                        {"ratio_vs_raw_warm", vs_raw},
                         {"ratio_vs_iptables_restore", s.median / ipt},
                         {"ratio_vs_iptables_legacy_restore", s.median / legacy}};
     if (!m.inner.empty()) {
@@ -372,12 +427,14 @@ int main(int argc, char** argv) {
       inner = b;
       j["in_process_first_apply_median_ms"] = im;
     }
-    std::printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n", m.name.c_str(), s.median / 1000,
-                s.p10 / 1000, s.p90 / 1000, s.median / ipt, s.median / legacy, inner.c_str());
+    std::printf("| %s | %.3f | %.3f | %.3f | %.2f | %.3f | %.3f | %s |\n", m.name.c_str(),
+                s.median / 1000, s.p10 / 1000, s.p90 / 1000, vs_raw, s.median / ipt,
+                s.median / legacy, inner.c_str());
     report["methods"][m.name] = j;
   }
   std::printf("\n");
   for (const auto& m : methods) std::printf("- %s: %s\n", m.name.c_str(), m.what.c_str());
+  std::printf("- × raw warm: rules-only rows against raw warm rules-only\n");
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
   std::filesystem::remove_all(tmp);
   return 0;

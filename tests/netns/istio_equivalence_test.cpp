@@ -1,8 +1,9 @@
 // The ruleset we program equals Istio's for the same options (issue 11, item 5). For each of
 // Istio's in-pod nftables goldens (cni/pkg/nftables/testdata in the istio.io/istio module that
 // scripts/peers.sh istio fetches — read from the peers cache, never copied here), the golden is
-// applied with `nft -f` in one netns and our plan with the same options in another, and the
-// kernel's stateless listings of both must be identical, table for table.
+// applied with `nft -f` in one netns and our plan with the same options in another (through
+// apply(), i.e. replayed as the agent does), and the kernel's stateless listings of both must be
+// identical, table for table.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "config/constants.h"
+#include "netns/prepared_plan.h"
 #include "netns/redirect.h"
 #include "tests/netns/netns_test_env.h"
 #include "tests/peers/istio/istio_source.h"
@@ -119,7 +121,12 @@ TEST_P(IstioEquivalence, KernelRulesetEqualsIstiosGoldenApplied) {
   std::ofstream(script) << theirs;
   must("ip netns exec " + topo.remote() + " nft -f " + script.string());
 
+  // What the agent does: the plan's batch, learnt once, replayed in the pod (decision 017).
+  const auto before = detail::rule_programming_counts();
   apply(topo.open(topo.pod()), RedirectPlan(c.options));
+  const auto after = detail::rule_programming_counts();
+  EXPECT_EQ(after.replayed - before.replayed, 1u) << "the rules did not go in as a replay";
+  EXPECT_EQ(after.libnftables, before.libnftables);
 
   const std::string want = stateless_ruleset(topo.remote());
   const std::string got = stateless_ruleset(topo.pod());

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <memory>
 
+#include "netns/prepared_plan.h"
 #include "netns/redirect.h"
 #include "tests/netns/netns_test_env.h"
 
@@ -31,8 +32,13 @@ class RedirectLifecycle : public ::testing::Test {
                                [](const std::string& line) { spdlog::info("proxy: {}", line); });
     app_ = std::make_unique<TcpServer>(topo_->pod(), AF_INET, kAppPort, "app");
     remote_ = std::make_unique<TcpServer>(topo_->remote(), AF_INET, kAppPort, "remote");
+    counts_ = detail::rule_programming_counts();
   }
   void TearDown() override {
+    // Every apply in these tests replayed the plan's batch, as the agent does (decision 017).
+    const auto now = detail::rule_programming_counts();
+    EXPECT_EQ(now.libnftables, counts_.libnftables);
+    EXPECT_EQ(now.replay_refused, counts_.replay_refused);
     remote_.reset();
     app_.reset();
     proxy_.reset();
@@ -60,6 +66,7 @@ class RedirectLifecycle : public ::testing::Test {
   std::unique_ptr<TcpServer> app_;
   std::unique_ptr<TcpServer> remote_;
   const RedirectPlan plan_{RedirectOptions{}};
+  detail::RuleProgrammingCounts counts_;
 };
 
 TEST_F(RedirectLifecycle, NeverEnrolledNetnsCapturesNothingAndHasNoState) {

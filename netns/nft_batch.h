@@ -1,0 +1,41 @@
+// Internal: an nf_tables transaction as netlink bytes, taken from what libnftables sent for a
+// ruleset (nft::run_recorded) and replayed as-is in another netns (decision 017). Not part of
+// the layer's public surface.
+//
+// Replaying is only sound for a batch that means the same in every netns: objects named, never
+// referred to by kernel handle, no generation id, no cache query. from_recording() keeps exactly
+// the messages between BATCH_BEGIN and BATCH_END and refuses anything else, so a libnftables that
+// one day sends something else makes the caller fall back to libnftables instead of replaying it.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ambient::netns::nft {
+
+struct Batch {
+  // BATCH_BEGIN, the transaction's messages, BATCH_END, ready for one send. Sequence numbers are
+  // the message's place (BEGIN 0, the first message 1, ...); every message between the two asks
+  // for an ack, so a replay knows each one was taken. Padding is zeroed, so the same messages
+  // always make the same bytes.
+  std::string bytes;
+  // What each message does, by sequence number - 1 ("add rule inet istio-ambient-nat
+  // istio-output"), for errors.
+  std::vector<std::string> messages;
+};
+
+// Builds a Batch from the sendmsg() payloads of one libnftables run. Throws
+// NetnsError(Nftables) saying why the recording cannot be replayed: no transaction or more than
+// one, a truncated message, a message other than add/delete of a table, chain or rule (or cache
+// queries outside the transaction), a kernel handle or position, an echo request.
+Batch from_recording(const std::vector<std::string>& sendmsg_payloads);
+
+// Sends the batch on a new NETLINK_NETFILTER socket in the calling thread's netns and reads
+// every answer. Returns normally only when the kernel acknowledged every message and reported no
+// error; otherwise throws NetnsError(Nftables) naming the message(s) refused and why. The kernel
+// applies a batch as one transaction, so a refused batch changed nothing.
+void replay_here(const Batch& batch);
+
+}  // namespace ambient::netns::nft
