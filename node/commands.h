@@ -7,6 +7,7 @@ namespace ambient::node {
 
 void add_version_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
+void add_status_command(CLI::App& app);
 void add_redirect_command(CLI::App& app);
 void add_agent_command(CLI::App& app);
 void add_install_command(CLI::App& app);

@@ -6,13 +6,14 @@
 #include "node/commands.h"
 
 int main(int argc, char** argv) {
-  // stdout belongs to command output (explain, redirect --dry-run); logs go to stderr.
+  // stdout belongs to command output (explain, status, redirect --dry-run); logs go to stderr.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(
       "ambient-cni-node", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
   CLI::App app{"ambient-cni-node: the ambient-cni node component"};
   app.require_subcommand(1);
   ambient::node::add_version_command(app);
   ambient::node::add_explain_command(app);
+  ambient::node::add_status_command(app);
   ambient::node::add_redirect_command(app);
   ambient::node::add_agent_command(app);
   ambient::node::add_install_command(app);
