@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/cluster/cluster_support.h"
 #include "tests/support/files.h"
 #include "tests/support/process.h"
 #include "tests/support/wait.h"
@@ -32,136 +33,7 @@
 namespace ambient::testing {
 namespace {
 
-namespace fs = std::filesystem;
-using json = nlohmann::json;
-using namespace std::chrono_literals;
-using namespace nlohmann::literals;
-
-const fs::path kRepo = AMBIENT_SOURCE_DIR;
-const fs::path kState = "/var/lib/ambient-cni/cluster";
-const fs::path kNodeCniConf = kState / "node/etc-cni-net.d";  // the node's /etc/cni/net.d
-const fs::path kNodeCniBin = kState / "node/opt-cni-bin";     // the node's /opt/cni/bin
-const fs::path kZtunnelDir = kState / "ztunnel";
 const std::string kOverlay = (kRepo / "install/manifests/overlays/testbed").string();
-const std::vector<std::string> kEnv = {
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"};
-
-Execution cluster(std::vector<std::string> args, std::chrono::milliseconds timeout = 120s) {
-  args.insert(args.begin(), (kRepo / "scripts/cluster.sh").string());
-  return run(args, kEnv, "", timeout);
-}
-
-// kubectl as cluster-admin; a failure is reported (with what kubectl said) and "" returned.
-std::string kubectl(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
-  args.insert(args.begin(), "kubectl");
-  const auto x = cluster(args, timeout);
-  if (x.exit_code != 0) {
-    ADD_FAILURE() << "kubectl " << ::testing::PrintToString(args) << ": " << x.err << x.out;
-    return "";
-  }
-  return x.out;
-}
-
-json object(const std::string& kind, const std::string& ns, const std::string& name) {
-  const auto out = kubectl({"-n", ns, "get", kind, name, "-o", "json"});
-  return out.empty() ? json::object() : json::parse(out);
-}
-
-std::string annotation(const std::string& ns, const std::string& pod) {
-  const auto x = cluster({"kubectl", "-n", ns, "get", "pod", pod, "-o",
-                          R"(jsonpath={.metadata.annotations.ambient\.istio\.io/redirection})"});
-  return x.exit_code == 0 ? x.out : "<" + x.err + ">";
-}
-
-// The netns of a running pod: its first container's pid, as containerd reports it.
-std::string netns_of(const std::string& ns, const std::string& pod) {
-  const auto p = object("pod", ns, pod);
-  const auto statuses = p.value("/status/containerStatuses"_json_pointer, json::array());
-  if (statuses.empty() || !statuses[0].contains("containerID")) return "";
-  std::string id = statuses[0]["containerID"];
-  id = id.substr(id.find("://") + 3);
-  const auto tasks = cluster({"node", "ctr", "-n", "k8s.io", "task", "ls"});
-  std::istringstream lines(tasks.out);
-  std::string task, pid;
-  while (lines >> task >> pid) {
-    std::string status;
-    lines >> status;
-    if (task == id) return "/proc/" + pid + "/ns/net";
-  }
-  return "";
-}
-
-// "current", "absent" or "drifted": our redirection inside the pod, as ambient-cni-node reads it.
-std::string rules(const std::string& ns, const std::string& pod) {
-  const auto netns = netns_of(ns, pod);
-  if (netns.empty()) return "<no running container>";
-  const auto x = run({AMBIENT_NODE_BIN, "redirect", "inspect", "--netns", netns}, kEnv, "", 20s);
-  std::string out = x.out;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out.empty() ? "<" + x.err + ">" : out.substr(0, out.find('\n'));
-}
-
-bool enrolled(const std::string& ns, const std::string& pod) {
-  return annotation(ns, pod) == "enabled" && rules(ns, pod) == "current";
-}
-bool untouched(const std::string& ns, const std::string& pod) {
-  return annotation(ns, pod).empty() && rules(ns, pod) == "absent";
-}
-
-std::string pod_ip(const std::string& ns, const std::string& pod) {
-  return object("pod", ns, pod).value("/status/podIP"_json_pointer, std::string());
-}
-
-// One HTTP GET from a pod's container to ip:8080 with busybox nc; the body's last line.
-std::string http_from(const std::string& ns, const std::string& pod, const std::string& ip) {
-  const auto x = cluster({"kubectl", "-n", ns, "exec", pod, "--", "sh", "-c",
-                          "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 " + ip + " 8080"},
-                         30s);
-  std::string body = x.out;
-  while (!body.empty() && body.back() == '\n') body.pop_back();
-  return body.substr(body.rfind('\n') + 1);
-}
-
-int restarts(const std::string& ns, const std::string& pod) {
-  const auto p = object("pod", ns, pod);
-  int n = 0;
-  for (const auto& c : p.value("/status/containerStatuses"_json_pointer, json::array())) {
-    n += c.value("restartCount", 0);
-  }
-  return n;
-}
-
-// ztunnel's access-log entries ("connection complete") written since `from` (a byte offset).
-std::vector<json> ztunnel_access(std::uintmax_t from) {
-  std::ifstream in(kZtunnelDir / "ztunnel.log");
-  in.seekg(static_cast<std::streamoff>(from));
-  std::vector<json> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto j = json::parse(line, nullptr, false);
-    if (j.is_object() && j.value("message", "") == "connection complete") out.push_back(j);
-  }
-  return out;
-}
-std::uintmax_t ztunnel_log_size() {
-  std::error_code ec;
-  const auto n = fs::file_size(kZtunnelDir / "ztunnel.log", ec);
-  return ec ? 0 : n;
-}
-
-bool no_agent_pod() {
-  const auto x = cluster({"kubectl", "-n", "istio-system", "get", "pods", "-o", "name"});
-  return x.exit_code == 0 ? x.out.empty() : x.err.find("not found") != std::string::npos;
-}
-
-// Every file of a directory with its bytes (the node's CNI dirs before and after).
-std::map<std::string, std::string> contents(const fs::path& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    out[e.path().filename().string()] = e.is_regular_file() ? read_file(e.path()) : "<dir>";
-  }
-  return out;
-}
 
 class RealNode : public ::testing::Test {
  protected:
@@ -217,29 +89,12 @@ class RealNode : public ::testing::Test {
     }
   }
 
-  // Istio's ztunnel in the node's namespaces, on our agent's ZDS socket (the DaemonSet's
-  // hostPath /var/run/ztunnel); ztunnel-mesh restarts it whenever the pods' config changes.
   static void start_ztunnel() {
-    fs::create_directories(kZtunnelDir);
-    const auto env = read_file(kState / "env");
-    ztunnel_ = std::make_unique<BackgroundProcess>(
-        std::vector<std::string>{"/usr/bin/nsenter", "--mount=" + (kState / "ns/mnt").string(),
-                                 "--net=/run/netns/ambient-node", "--", AMBIENT_MESH_BIN, "run",
-                                 "--kubeconfig", (kState / "admin.kubeconfig").string(),
-                                 "--inpod-uds", "/var/run/ztunnel/ztunnel.sock", "--dir",
-                                 kZtunnelDir.string(), "--node-name", "ambient-node"},
-        (kZtunnelDir / "mesh.log").string());
+    ztunnel_ = start_ztunnel_mesh();
     settle();
   }
 
-  // Until ztunnel runs the config of the API's current pods.
-  static void settle() {
-    run({"/usr/bin/nsenter", "--mount=" + (kState / "ns/mnt").string(),
-         "--net=/run/netns/ambient-node", "--", AMBIENT_MESH_BIN, "wait", "--kubeconfig",
-         (kState / "admin.kubeconfig").string(), "--dir", kZtunnelDir.string(), "--timeout-ms",
-         "60000"},
-        kEnv, "", 90s);
-  }
+  static void settle() { settle_ztunnel(); }
 
   void SetUp() override { ASSERT_TRUE(problem_.empty()) << problem_; }
 
@@ -421,17 +276,7 @@ TEST_F(RealNode, BigAnnotationsAndManyLabelsAreHandled) {
 // Scenario 3: a rolling update to a new image tag. Enrolled pods stay captured throughout; a pod
 // created meanwhile waits and then runs enrolled, never outside the mesh.
 TEST_F(RealNode, ARollingUpdateNeverLeavesAPodOutsideTheMesh) {
-  const fs::path out = kState / "images-next";
-  ASSERT_EQ(run({(kRepo / "scripts/images.sh").string(), "build", "--tag", "0.1.1", "--out",
-                 out.string(), "--bin-dir", fs::path(AMBIENT_NODE_BIN).parent_path().string()},
-                kEnv, "", 300s)
-                .exit_code,
-            0);
-  ASSERT_EQ(run({(kRepo / "scripts/images.sh").string(), "import", "--out", out.string(),
-                 "--address", (kState / "node/run-containerd/containerd.sock").string()},
-                kEnv, "", 120s)
-                .exit_code,
-            0);
+  ASSERT_EQ(import_node_image("0.1.1"), "");
   kubectl(
       {"-n", "istio-system", "set", "image", "ds/ambient-cni-node", "node=ambient-cni-node:0.1.1"});
   bool created = false;
