@@ -17,9 +17,9 @@ namespace ambient::netns::nft {
 
 struct Batch {
   // BATCH_BEGIN, the transaction's messages, BATCH_END, ready for one send. Sequence numbers are
-  // the message's place (BEGIN 0, the first message 1, ...); every message between the two asks
-  // for an ack, so a replay knows each one was taken. Padding is zeroed, so the same messages
-  // always make the same bytes.
+  // the message's place (BEGIN 0, the first message 1, ...); the last message before END asks for
+  // an ack, so a replay knows the kernel went through to the end. Padding is zeroed, so the same
+  // messages always make the same bytes.
   std::string bytes;
   // What each message does, by sequence number - 1 ("add rule inet istio-ambient-nat
   // istio-output"), for errors.
@@ -33,9 +33,10 @@ struct Batch {
 Batch from_recording(const std::vector<std::string>& sendmsg_payloads);
 
 // Sends the batch on a new NETLINK_NETFILTER socket in the calling thread's netns and reads
-// every answer. Returns normally only when the kernel acknowledged every message and reported no
-// error; otherwise throws NetnsError(Nftables) naming the message(s) refused and why. The kernel
-// applies a batch as one transaction, so a refused batch changed nothing.
+// every answer. Returns normally only when the kernel reported no error (it answers each message
+// it refuses, and the commit) and acknowledged the last message; otherwise throws
+// NetnsError(Nftables) naming the message(s) refused and why. The kernel applies a batch as one
+// transaction, so a refused batch changed nothing.
 void replay_here(const Batch& batch);
 
 }  // namespace ambient::netns::nft
