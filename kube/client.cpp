@@ -713,6 +713,11 @@ nlohmann::json Client::create(std::string_view path, const nlohmann::json& body)
   return impl_->request("POST", path, &text, "application/json");
 }
 
+nlohmann::json Client::remove(std::string_view path, const nlohmann::json& options) {
+  const std::string text = options.dump();
+  return impl_->request("DELETE", path, &text, "application/json");
+}
+
 nlohmann::json Client::list(std::string_view path) {
   nlohmann::json result = impl_->request("GET", path, nullptr, {});
   if (!result.contains("items") || !result["items"].is_array()) {

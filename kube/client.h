@@ -94,6 +94,11 @@ class Client {
   // safe to repeat (a second TokenRequest mints a second token, which is harmless).
   nlohmann::json create(std::string_view path, const nlohmann::json& body);
 
+  // DELETE with a DeleteOptions body (e.g. {"gracePeriodSeconds": 0}): the answer object (the
+  // deleted object, or a Status). Retried like GET; a repeated DELETE of a gone object is a
+  // kNotFound error the caller may treat as done.
+  nlohmann::json remove(std::string_view path, const nlohmann::json& options);
+
   // GET of a collection (/api/v1/pods?fieldSelector=…): the List object, checked to have an
   // `items` array (else kBadResponse); metadata.resourceVersion is where a watch resumes.
   nlohmann::json list(std::string_view path);

@@ -13,6 +13,15 @@
 #                                       its /run (pod netns, sockets, our run dir) and firewall
 #                                       are wiped, containerd and kubelet start again; the
 #                                       control plane keeps running
+#   scripts/cluster.sh pid1             give the node a PID 1 of its own: a process in the node's
+#                                       netns whose /proc/<pid> is bind-mounted over /proc/1 in the
+#                                       node's mount namespace (components that find the host
+#                                       netns through /proc/1/ns/net, such as Istio's CNI agent,
+#                                       find the node's; this machine's own PID 1 is not readable)
+#   scripts/cluster.sh kubelet stop|start
+#                                       stop the kubelet alone (running pods go on under
+#                                       containerd; nothing starts, stops or probes pods) or
+#                                       start it again
 #
 # Environment: AMBIENT_CLUSTER_DIR (state dir, default /var/lib/ambient-cni/cluster),
 # AMBIENT_CLUSTER_NICE (nice level of every component, default 5), AMBIENT_CLUSTER_TIMEOUT
@@ -104,7 +113,7 @@ KUBELET_SYSCTLS=(vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel
 say() { echo "==> cluster: $*" >&2; }
 warn() { echo "cluster: warning: $*" >&2; }
 die() { echo "cluster: $*" >&2; exit 1; }
-usage() { sed -n '5,15p' "$self" | sed 's/^# *//' >&2; exit "${1:-2}"; }
+usage() { sed -n '5,24p' "$self" | sed 's/^# *//' >&2; exit "${1:-2}"; }
 
 need_root() { [[ $EUID -eq 0 ]] || die "run as root (namespaces, mounts, cgroups)"; }
 
@@ -739,6 +748,51 @@ cmd_reboot() {
   say "rebooted"
 }
 
+# --- kubelet alone -------------------------------------------------------------------------------
+# The benchmark execs CNI plugins itself against pods that no kubelet must run (or reject past its
+# 110-pod limit); pods already running stay up under their shims.
+cmd_kubelet() {
+  need_root
+  netns_exists && mntns_exists || die "cluster is down"
+  load_env
+  local pid
+  SIGNALLED=""
+  case "${1:-}" in
+    stop)
+      if pid=$(component_pid kubelet); then
+        signal_wait TERM 10 "$pid"
+        say "kubelet stopped"
+      else
+        say "kubelet was not running"
+      fi ;;
+    start)
+      component_pid kubelet >/dev/null && { say "kubelet is running"; return 0; }
+      start_kubelet
+      say "kubelet started" ;;
+    *) die "usage: scripts/cluster.sh kubelet stop|start" ;;
+  esac
+}
+
+# --- the node's PID 1 -----------------------------------------------------------------------------
+cmd_pid1() {
+  need_root
+  netns_exists && mntns_exists || die "cluster is down"
+  local pid
+  if pid=$(component_pid node-init); then
+    say "node PID 1 is pid $pid already"
+    return 0
+  fi
+  mkdir -p "$STATE/run" "$STATE/logs"
+  start node-init sleep infinity
+  pid=$(cat "$STATE/run/node-init.pid")
+  # setsid + nsenter exec: the pid recorded is the sleep itself once it has exec'd.
+  wait_for "node-init in the node's netns" node-init component_pid node-init
+  in_node mount --bind "/proc/$pid" /proc/1
+  [[ $(in_node stat -L -c %i /proc/1/ns/net) == $(ns_inode "$NETNS_PATH") ]] ||
+    die "/proc/1/ns/net in the node is not the node's netns"
+  say "node PID 1: pid $pid (/proc/1 in the node's mount namespace)"
+}
+
 # --- status -------------------------------------------------------------------------------------
 cmd_status() {
   local c pid up=0
@@ -780,6 +834,8 @@ case "${1:-}" in
     SNAPSHOTTER=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
     import_images "$@" ;;
   reboot) shift; cmd_reboot ;;
+  kubelet) shift; cmd_kubelet "$@" ;;
+  pid1) shift; cmd_pid1 ;;
   __node-mounts) node_mounts ;;
   -h | --help | help) usage 0 ;;
   *) usage ;;

@@ -5,6 +5,8 @@
 #   scripts/images.sh build  [--out DIR] [--bin-dir DIR] [--tag TAG] [--strip]
 #   scripts/images.sh import [--out DIR] [--address SOCK] [--namespace NS] [--snapshotter NAME]
 #   scripts/images.sh list   [--out DIR]
+#   scripts/images.sh istio-cni [--out DIR] [--bin-dir DIR] [--tag TAG]
+#                            Istio's install-cni image (benchmark peer; build/images-istio)
 #
 # Images (each an OCI image layout with a docker-archive manifest.json beside index.json, tarred:
 # DIR/<name>_<tag>.tar, one gzip layer; `ctr images import` names it from index.json's
@@ -48,7 +50,7 @@ MULTIARCH=x86_64-linux-gnu
 die() { echo "images.sh: $*" >&2; exit 1; }
 log() { echo "images.sh: $*" >&2; }
 
-usage() { sed -n '5,7p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit "${1:-2}"; }
+usage() { sed -n '5,9p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit "${1:-2}"; }
 
 project_version() {
   sed -nE 's/^[[:space:]]*project\([^)]*VERSION[[:space:]]+([0-9]+(\.[0-9]+)*).*/\1/p' \
@@ -240,31 +242,17 @@ find_lib() {  # the host path of shared library $1 (a soname)
   die "$1 not found on this host (install its Debian package)"
 }
 
-build_node() {
-  local root="$WORK/node-root" libdir b f real name interp lib pkglist pkgs sonames=()
-  for b in ambient-cni-node ambient-cni; do
-    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing (scripts/build.sh release, or --bin-dir)"
-  done
-  need ldd libc-bin
-  need readelf binutils
-  ((STRIP)) && need strip binutils
+# `copy_closure ROOT PKGLIST ELF...`: copies into ROOT/usr/lib/$MULTIARCH every shared library the
+# ELF files (already inside ROOT) need, plus the extra host libraries in $EXTRA_LIBS (dlopen()ed:
+# ldd cannot see them), and the dynamic loader at the first ELF's PT_INTERP path; appends
+# "<file in image> <package> <version>" per copied file to PKGLIST.
+copy_closure() {
+  local root=$1 pkglist=$2 libdir real name interp lib
+  shift 2
   libdir="$root/usr/lib/$MULTIARCH"
-  mkdir -p "$root/usr/local/bin" "$libdir" "$root/usr/lib64" "$root/etc" "$root/tmp" \
-    "$root/usr/share/ambient-cni"
-  chmod 1777 "$root/tmp"
-  ln -s usr/lib "$root/lib"
-  ln -s usr/lib64 "$root/lib64"
-  for b in ambient-cni-node ambient-cni; do
-    if ((STRIP)); then
-      strip --strip-debug -o "$root/usr/local/bin/$b" "$BIN_DIR/$b"
-    else
-      cp "$BIN_DIR/$b" "$root/usr/local/bin/$b"
-    fi
-    chmod 0755 "$root/usr/local/bin/$b"
-  done
-  for name in "${DLOPEN_LIBS[@]}"; do sonames+=("$(find_lib "$name")"); done
-  pkglist="$WORK/PACKAGES"
-  : >"$pkglist.body"
+  mkdir -p "$libdir" "$root/usr/lib64"
+  [[ -e $root/lib ]] || ln -s usr/lib "$root/lib"
+  [[ -e $root/lib64 ]] || ln -s usr/lib64 "$root/lib64"
   while read -r lib; do
     real=$(readlink -f "$lib")
     case "$real" in
@@ -275,40 +263,128 @@ build_node() {
     if [[ ! -e $libdir/$name ]]; then
       cp "$real" "$libdir/$name"
       chmod 0644 "$libdir/$name"
-      echo "/usr/lib/$MULTIARCH/$name $(pkg_of "$real")" >>"$pkglist.body"
+      echo "/usr/lib/$MULTIARCH/$name $(pkg_of "$real")" >>"$pkglist"
     fi
     if [[ $(basename "$lib") != "$name" && ! -e $libdir/$(basename "$lib") ]]; then
       ln -s "$name" "$libdir/$(basename "$lib")"
     fi
   done < <({
-    printf '%s\n' "${sonames[@]}"
-    ldd_closure "$root/usr/local/bin/ambient-cni-node" "$root/usr/local/bin/ambient-cni" \
-      "${sonames[@]}"
-  } | sort -u)
+    printf '%s\n' "${EXTRA_LIBS[@]}"
+    ldd_closure "$@" "${EXTRA_LIBS[@]}"
+  } | sed '/^$/d' | sort -u)
   # The loader at the binaries' PT_INTERP path (/lib64 -> usr/lib64 here, as in Debian).
-  interp=$(readelf -l "$root/usr/local/bin/ambient-cni-node" |
-    sed -nE 's/.*\[Requesting program interpreter: (.*)\]/\1/p')
+  interp=$(readelf -l "$1" | sed -nE 's/.*\[Requesting program interpreter: (.*)\]/\1/p')
   [[ $interp == /lib64/* ]] || die "unexpected program interpreter $interp"
   real=$(readlink -f "$interp")
   [[ -e $libdir/$(basename "$real") ]] || die "loader $real not in the ldd closure"
   chmod 0755 "$libdir/$(basename "$real")"
   [[ -e $root/usr/lib64/$(basename "$interp") ]] ||
     ln -s "../lib/$MULTIARCH/$(basename "$real")" "$root/usr/lib64/$(basename "$interp")"
+}
+
+# `write_packages ROOT/usr/share/X/PACKAGES PKGLIST`: the file list, headed, sorted.
+write_packages() {
   {
     echo "# The shared libraries of this image, copied from these Debian packages"
     echo "# (host: Debian $(cat /etc/debian_version 2>/dev/null || echo unknown)): file package version"
-    sort "$pkglist.body"
-  } >"$root/usr/share/ambient-cni/PACKAGES"
-  pkgs=$(sort "$pkglist.body" | pkg_summary)
+    sort "$2"
+  } >"$1"
+  chmod 0644 "$1"
+}
+
+build_node() {
+  local root="$WORK/node-root" b name pkglist pkgs EXTRA_LIBS=()
+  for b in ambient-cni-node ambient-cni; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing (scripts/build.sh release, or --bin-dir)"
+  done
+  need ldd libc-bin
+  need readelf binutils
+  ((STRIP)) && need strip binutils
+  mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/usr/share/ambient-cni"
+  chmod 1777 "$root/tmp"
+  for b in ambient-cni-node ambient-cni; do
+    if ((STRIP)); then
+      strip --strip-debug -o "$root/usr/local/bin/$b" "$BIN_DIR/$b"
+    else
+      cp "$BIN_DIR/$b" "$root/usr/local/bin/$b"
+    fi
+    chmod 0755 "$root/usr/local/bin/$b"
+  done
+  for name in "${DLOPEN_LIBS[@]}"; do EXTRA_LIBS+=("$(find_lib "$name")"); done
+  pkglist="$WORK/PACKAGES"
+  : >"$pkglist"
+  copy_closure "$root" "$pkglist" "$root/usr/local/bin/ambient-cni-node" "$root/usr/local/bin/ambient-cni"
+  write_packages "$root/usr/share/ambient-cni/PACKAGES" "$pkglist"
+  pkgs=$(pkg_summary <"$pkglist")
   printf 'root:x:0:0:root:/root:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\n' >"$root/etc/group"
-  chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/usr/share/ambient-cni/PACKAGES"
+  chmod 0644 "$root/etc/passwd" "$root/etc/group"
   write_image "$NODE_NAME:$TAG" "$root" "$OUT_TMP/${NODE_NAME}_$TAG.tar" "$(jq -cn \
     --argjson env "$env_path" --arg tag "$TAG" --arg pkgs "$pkgs" '{Env: $env,
       Entrypoint: ["/usr/local/bin/ambient-cni-node"], Cmd: ["run"], WorkingDir: "/", Labels: {
       "org.opencontainers.image.title": "ambient-cni-node",
       "org.opencontainers.image.version": $tag,
       "org.opencontainers.image.description": "ambient-cni node agent and CNI plugin",
+      "io.ambient-cni.debian-packages": $pkgs}}')"
+}
+
+# Istio's install-cni image, for the side-by-side benchmark (never part of our product): what
+# cni/deployments/kubernetes/Dockerfile.install-cni puts on Istio's base image — istio-cni in
+# /opt/cni/bin, install-cni in /usr/local/bin, PATH with /opt/cni/bin, WORKDIR /opt/cni/bin — on a
+# root file system holding what its node agent executes: Debian's iptables (nft and legacy
+# backends, every xtables extension), nft (its nftables mode, and the detection that runs
+# `nft --json list tables`) and nsenter, with their libraries.
+ISTIO_CNI_REF_NAME=istio/install-cni
+ISTIO_IMAGE_TOOLS=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/nft /usr/bin/nsenter)
+build_istio_cni() {
+  local root="$WORK/istio-root" bindir=$1 tag=$2 f b pkglist pkgs ext EXTRA_LIBS=()
+  for b in istio-cni install-cni; do
+    [[ -x $bindir/$b ]] || die "$bindir/$b missing (scripts/peers.sh istio-cni)"
+  done
+  need /usr/sbin/xtables-nft-multi iptables
+  need /usr/sbin/nft nftables
+  need /usr/bin/nsenter util-linux
+  need ldd libc-bin
+  need readelf binutils
+  mkdir -p "$root/usr/local/bin" "$root/opt/cni/bin" "$root/usr/sbin" "$root/usr/bin" "$root/etc" \
+    "$root/tmp" "$root/run" "$root/var/run" "$root/usr/share/istio-cni-bench" \
+    "$root/usr/lib/$MULTIARCH/xtables"
+  chmod 1777 "$root/tmp"
+  install -m 0755 "$bindir/istio-cni" "$root/opt/cni/bin/istio-cni"
+  install -m 0755 "$bindir/install-cni" "$root/usr/local/bin/install-cni"
+  for f in "${ISTIO_IMAGE_TOOLS[@]}"; do install -m 0755 "$f" "$root$f"; done
+  # The names Istio's iptables detection looks for, as Debian's package links them (iptables and
+  # ip6tables default to the nft backend, Debian's alternative).
+  for b in iptables ip6tables; do
+    for f in "" -save -restore; do
+      ln -s xtables-nft-multi "$root/usr/sbin/$b-nft$f"
+      ln -s xtables-legacy-multi "$root/usr/sbin/$b-legacy$f"
+      ln -s xtables-nft-multi "$root/usr/sbin/$b$f"
+    done
+  done
+  # xtables extensions are dlopen()ed by name: all of Debian's, and whatever they link.
+  for ext in /usr/lib/$MULTIARCH/xtables/*.so; do
+    install -m 0644 "$ext" "$root$ext"
+    echo "$ext $(pkg_of "$ext")" >>"$WORK/ISTIO-EXT"
+  done
+  pkglist="$WORK/ISTIO-PACKAGES"
+  : >"$pkglist"
+  EXTRA_LIBS=()
+  copy_closure "$root" "$pkglist" "${ISTIO_IMAGE_TOOLS[@]/#/$root}" "$root"/usr/lib/$MULTIARCH/xtables/*.so
+  for f in "${ISTIO_IMAGE_TOOLS[@]}"; do echo "$f $(pkg_of "$f")" >>"$pkglist"; done
+  cat "$WORK/ISTIO-EXT" >>"$pkglist"
+  write_packages "$root/usr/share/istio-cni-bench/PACKAGES" "$pkglist"
+  pkgs=$(pkg_summary <"$pkglist")
+  printf 'root:x:0:0:root:/root:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  chmod 0644 "$root/etc/passwd" "$root/etc/group"
+  write_image "$ISTIO_CNI_REF_NAME:$tag" "$root" "$OUT_TMP/install-cni_$tag.tar" "$(jq -cn \
+    --arg tag "$tag" --arg pkgs "$pkgs" '{
+      Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/cni/bin"],
+      Cmd: ["/usr/local/bin/install-cni"], WorkingDir: "/opt/cni/bin", Labels: {
+      "org.opencontainers.image.title": "istio/install-cni",
+      "org.opencontainers.image.version": $tag,
+      "org.opencontainers.image.description": "Istio CNI plugin installer (built from istio.io/istio by scripts/peers.sh istio-cni; benchmark peer)",
       "io.ambient-cni.debian-packages": $pkgs}}')"
 }
 
@@ -349,6 +425,43 @@ cmd_build() {
     cat "$WORK/IMAGES"
   } >"$OUT/IMAGES"
   cmd_list --out "$OUT"
+}
+
+# `istio-cni [--out DIR] [--bin-dir DIR] [--tag TAG]`: Istio's install-cni image alone, into its
+# own DIR (default build/images-istio) with its own IMAGES, so `import --out DIR` loads just it.
+cmd_istio_cni() {
+  local out="$repo/build/images-istio" bindir="" tag=""
+  while (($#)); do
+    case "$1" in
+      --out) out=${2:?--out DIR}; shift 2 ;;
+      --bin-dir) bindir=${2:?--bin-dir DIR}; shift 2 ;;
+      --tag) tag=${2:?--tag TAG}; shift 2 ;;
+      -h | --help) usage 0 ;;
+      *) die "istio-cni: unknown argument $1" ;;
+    esac
+  done
+  [[ -n $bindir ]] || bindir=$("$repo/scripts/peers.sh" path istio-cni) || die "build Istio's CNI first: scripts/peers.sh istio-cni"
+  [[ -n $tag ]] || tag=$(sed -n 's/^version: v0.0.0-[0-9]*-\(.*\)/1.31-dev-\1/p' "$bindir/../BUILD-INFO")
+  [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "bad tag '$tag'"
+  EPOCH=${SOURCE_DATE_EPOCH:-0}
+  need jq jq
+  need tar tar
+  need gzip gzip
+  need dpkg-query dpkg
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/ambient-images.XXXXXX")
+  trap 'rm -rf "$WORK"' EXIT
+  OUT_TMP="$WORK/out"
+  mkdir -p "$OUT_TMP"
+  : >"$WORK/IMAGES"
+  build_istio_cni "$bindir" "$tag"
+  mv -f "$OUT_TMP"/*.tar "$out/"
+  {
+    printf '# file\timage\tmanifest digest\tcompressed layer bytes\n'
+    cat "$WORK/IMAGES"
+  } >"$out/IMAGES"
+  cmd_list --out "$out"
 }
 
 cmd_list() {
@@ -399,6 +512,7 @@ case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   import) shift; cmd_import "$@" ;;
   list) shift; cmd_list "$@" ;;
+  istio-cni) shift; cmd_istio_cni "$@" ;;
   -h | --help | help) usage 0 ;;
   *) usage ;;
 esac

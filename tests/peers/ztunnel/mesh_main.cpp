@@ -5,7 +5,10 @@
 // every pod after each restart.
 //
 //   ztunnel-mesh run  --kubeconfig K [--netns PATH] --inpod-uds SOCK --dir D [--node-name N]
-//                     [--extras extras.json]                       (until SIGTERM)
+//                     [--extras extras.json] [--frozen]            (until SIGTERM)
+//                     --frozen: the config of the pods at start, never restarted after (the
+//                     benchmark: ZDS adds are acked without a workload entry, and a restart
+//                     would land in the middle of what is measured)
 //   ztunnel-mesh wait --kubeconfig K --dir D [--timeout-ms 30000] [--settle-ms 300]
 //                     returns once the API's pods stopped changing and ztunnel runs their config
 //                     and is ready
@@ -56,7 +59,7 @@ void write_status(const fs::path& dir, const std::string& rv, bool ready, int re
 }
 
 int run(const std::string& kubeconfig, const std::string& netns, const std::string& uds,
-        const fs::path& dir, const std::string& node, const std::string& extras_path) {
+        const fs::path& dir, const std::string& node, const std::string& extras_path, bool frozen) {
   LocalConfig extras;
   if (!extras_path.empty()) {
     std::ifstream in(extras_path);
@@ -73,16 +76,19 @@ int run(const std::string& kubeconfig, const std::string& netns, const std::stri
   auto api = client(kubeconfig);
   int restarts = 0;
   std::string last_rv;
+  bool applied = false;
   while (!g_stop) {
     try {
       auto [items, rv] = pods(api);
       LocalConfig config = extras;
       config.workloads = ambient::peers::workloads_from_pods(items, node);
-      if (zt.apply(config)) {
+      if ((!frozen || !applied) && zt.apply(config)) {
+        applied = true;
         ++restarts;
         write_status(dir, rv, false, restarts);
         if (!zt.wait_ready(30s)) std::cerr << "ztunnel-mesh: ztunnel not ready\n" << zt.report(20);
       }
+      // Frozen: "caught up" means ready, whatever the API says since.
       if (rv != last_rv || !zt.ready()) write_status(dir, rv, zt.ready(), restarts);
       last_rv = rv;
     } catch (const std::exception& e) {
@@ -128,6 +134,7 @@ int main(int argc, char** argv) {
   CLI::App app{"the real ztunnel for the demo, with its local config kept in step with the API"};
   app.require_subcommand(1);
   std::string kubeconfig, netns, uds, dir, node = "demo-node", extras;
+  bool frozen = false;
   int timeout_ms = 30000, settle_ms = 300;
   auto* r = app.add_subcommand("run", "run ztunnel and keep its config in step");
   r->add_option("--kubeconfig", kubeconfig)->required();
@@ -137,6 +144,7 @@ int main(int argc, char** argv) {
   r->add_option("--dir", dir, "config, log and status")->required();
   r->add_option("--node-name", node)->capture_default_str();
   r->add_option("--extras", extras, "services and policies (JSON)");
+  r->add_flag("--frozen", frozen, "the pods' config at start only: never restart ztunnel");
   auto* w = app.add_subcommand("wait", "wait until ztunnel runs the API's current pods");
   w->add_option("--kubeconfig", kubeconfig)->required();
   w->add_option("--dir", dir)->required();
@@ -145,7 +153,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    if (r->parsed()) return run(kubeconfig, netns, uds, dir, node, extras);
+    if (r->parsed()) return run(kubeconfig, netns, uds, dir, node, extras, frozen);
     return wait(kubeconfig, dir, std::chrono::milliseconds(timeout_ms),
                 std::chrono::milliseconds(settle_ms));
   } catch (const std::exception& e) {
