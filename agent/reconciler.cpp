@@ -162,27 +162,37 @@ void Reconciler::enqueue(const std::string& uid, int attempt) {
   cv_.notify_one();
 }
 
+bool Reconciler::take_due(std::unique_lock<std::mutex>& lock, Item& out) {
+  const auto now = std::chrono::steady_clock::now();
+  auto wake = now + std::chrono::milliseconds(200);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (busy_.contains(it->uid)) continue;  // its worker wakes us when it is done
+    if (it->not_before > now) {
+      wake = std::min(wake, it->not_before);
+      continue;
+    }
+    out = *it;
+    queue_.erase(it);
+    if (std::none_of(queue_.begin(), queue_.end(),
+                     [&](const Item& i) { return i.uid == out.uid; })) {
+      queued_.erase(out.uid);
+    }
+    busy_.insert(out.uid);
+    return true;
+  }
+  // Nothing to do now: sleep until there is (a backoff's item, or a pod held by another worker,
+  // must not make this loop spin).
+  cv_.wait_until(lock, wake);
+  return false;
+}
+
 void Reconciler::worker() {
   while (running_) {
     Item item;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(200),
-                   [this] { return !running_ || !queue_.empty(); });
       if (!running_) return;
-      const auto now = std::chrono::steady_clock::now();
-      // The first item that is due and whose pod nobody else is working on.
-      auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Item& i) {
-        return i.not_before <= now && !busy_.contains(i.uid);
-      });
-      if (it == queue_.end()) continue;
-      item = *it;
-      queue_.erase(it);
-      if (std::none_of(queue_.begin(), queue_.end(),
-                       [&](const Item& i) { return i.uid == item.uid; })) {
-        queued_.erase(item.uid);
-      }
-      busy_.insert(item.uid);
+      if (!take_due(lock, item)) continue;
     }
     bool done = true;
     try {
@@ -196,6 +206,7 @@ void Reconciler::worker() {
       std::lock_guard lock(mu_);
       busy_.erase(item.uid);
     }
+    cv_.notify_all();  // a worker may be waiting for this pod's next item
     if (!done) {
       d_.metrics.count_repair("retry");
       enqueue(item.uid, item.attempt + 1);

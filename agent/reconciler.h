@@ -82,6 +82,9 @@ class Reconciler {
   void on_pod_list();
   static bool stale_annotation(const config::PodInfo& pod);  // annotated 'enabled'
   void worker();
+  // Under mu_: takes the first due item whose pod no worker holds (true), or waits until the
+  // earliest such item is due, an enqueue or a released pod wakes it, or 200 ms pass (false).
+  bool take_due(std::unique_lock<std::mutex>& lock, Item& out);
   void housekeeping();
   // Returns false when the pod must be retried later.
   bool reconcile(const std::string& uid);

@@ -38,15 +38,16 @@ fs::path temp_path_for(const fs::path& path) {
                                std::to_string(::getpid()) + "." + std::to_string(counter++));
 }
 
-}  // namespace
-
-void write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
+// Creates the temp file beside `path`, lets `fill` write it, then fchmod, fsync, rename, fsync
+// of the directory; the temp file is removed on any failure.
+template <typename Fill>
+void replace_atomically(const fs::path& path, mode_t mode, Fill&& fill) {
   const fs::path tmp = temp_path_for(path);
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd) fail("cannot create", tmp, errno);
   try {
     if (::fchmod(fd.get(), mode) != 0) fail("cannot chmod", tmp, errno);  // past the umask
-    write_all(fd.get(), content, tmp);
+    fill(fd.get(), tmp);
     if (::fsync(fd.get()) != 0) fail("cannot fsync", tmp, errno);
     if (::close(fd.release()) != 0) fail("cannot close", tmp, errno);
     if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename into", path, errno);
@@ -58,6 +59,67 @@ void write_file_atomic(const fs::path& path, std::string_view content, mode_t mo
   UniqueFd dir(::open(path.parent_path().empty() ? "." : path.parent_path().c_str(),
                       O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir) ::fsync(dir.get());
+}
+
+// Reads up to `size` bytes (fewer only at the end of the file).
+std::size_t read_full(int fd, char* buf, std::size_t size, const fs::path& path) {
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, buf + got, size - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot read", path, errno);
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return got;
+}
+
+constexpr std::size_t kChunk = 65536;
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, std::string_view content, mode_t mode) {
+  replace_atomically(path, mode, [&](int fd, const fs::path& tmp) { write_all(fd, content, tmp); });
+}
+
+void copy_file_atomic(const fs::path& from, const fs::path& to, mode_t mode) {
+  UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) fail("cannot open", from, errno);
+  replace_atomically(to, mode, [&](int fd, const fs::path& tmp) {
+    std::string buf(kChunk, '\0');
+    for (;;) {
+      const std::size_t n = read_full(in.get(), buf.data(), buf.size(), from);
+      if (n == 0) break;
+      write_all(fd, std::string_view(buf.data(), n), tmp);
+    }
+  });
+}
+
+bool same_content(const fs::path& a, const fs::path& b) {
+  UniqueFd fa(::open(a.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fa) {
+    if (errno == ENOENT) return false;
+    fail("cannot open", a, errno);
+  }
+  UniqueFd fb(::open(b.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fb) {
+    if (errno == ENOENT) return false;
+    fail("cannot open", b, errno);
+  }
+  struct stat sa {
+  }, sb{};
+  if (::fstat(fa.get(), &sa) != 0) fail("cannot stat", a, errno);
+  if (::fstat(fb.get(), &sb) != 0) fail("cannot stat", b, errno);
+  if (sa.st_size != sb.st_size) return false;
+  std::string ba(kChunk, '\0'), bb(kChunk, '\0');
+  for (;;) {
+    const std::size_t na = read_full(fa.get(), ba.data(), ba.size(), a);
+    const std::size_t nb = read_full(fb.get(), bb.data(), bb.size(), b);
+    if (na != nb || std::memcmp(ba.data(), bb.data(), na) != 0) return false;
+    if (na == 0) return true;
+  }
 }
 
 std::optional<std::string> read_file(const fs::path& path, bool no_follow) {

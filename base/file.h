@@ -37,6 +37,15 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
 // error then). Throws FileError for any other failure.
 std::optional<std::string> read_file(const std::filesystem::path& path, bool no_follow = false);
 
+// write_file_atomic with the bytes of the file `from`, copied in bounded chunks (a plugin binary
+// is tens of MiB: it is never held in memory). Throws FileError (a missing source: ENOENT).
+void copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to,
+                      mode_t mode = 0644);
+
+// Whether two files hold the same bytes, compared in bounded chunks (sizes first). A missing
+// file is unequal to anything. Throws FileError for other failures.
+bool same_content(const std::filesystem::path& a, const std::filesystem::path& b);
+
 // Creates `dir` (and its parents) if missing, then makes its mode exactly `mode`.
 void ensure_dir(const std::filesystem::path& dir, mode_t mode);
 

@@ -46,15 +46,39 @@ std::optional<std::string> read_file(const fs::path& path) {
 }
 
 bool install_file(const fs::path& from, const fs::path& to, mode_t mode) {
-  const auto source = read_file(from);
-  if (!source) throw InstallError("source " + from.string() + " does not exist");
-  struct stat st {};
-  if (::stat(to.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode &&
-      static_cast<std::size_t>(st.st_size) == source->size()) {
-    if (read_file(to) == source) return false;
+  try {
+    struct stat st {};
+    if (::stat(from.c_str(), &st) != 0) {
+      throw InstallError("source " + from.string() + " does not exist");
+    }
+    if (::stat(to.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode &&
+        base::same_content(from, to)) {
+      return false;
+    }
+    base::copy_file_atomic(from, to, mode);
+    return true;
+  } catch (const base::FileError& e) {
+    throw InstallError(e.what());
   }
-  write_file_atomic(to, *source, mode);
-  return true;
+}
+
+std::optional<FileIdentity> identity_of(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileIdentity{st.st_dev,
+                      st.st_ino,
+                      st.st_size,
+                      st.st_mode,
+                      st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
+                      st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec};
+}
+
+bool same_content(const fs::path& a, const fs::path& b) {
+  try {
+    return base::same_content(a, b);
+  } catch (const base::FileError& e) {
+    throw InstallError(e.what());
+  }
 }
 
 std::size_t remove_stale_temps(const fs::path& dir) {

@@ -26,8 +26,25 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
 std::optional<std::string> read_file(const std::filesystem::path& path);
 
 // Copies `from` to `to` atomically with `mode`, unless `to` already has the same bytes and mode.
-// Returns whether it wrote. Throws InstallError (a missing source names the source).
+// Neither file is ever held in memory whole (chunked compare and copy). Returns whether it
+// wrote. Throws InstallError (a missing source names the source).
 bool install_file(const std::filesystem::path& from, const std::filesystem::path& to, mode_t mode);
+
+// What stat says of a file: any write, chmod or replacement changes it (ctime cannot be set from
+// user space), so an unchanged identity means unchanged bytes.
+struct FileIdentity {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  mode_t mode;
+  long long mtime_ns;
+  long long ctime_ns;
+  bool operator==(const FileIdentity&) const = default;
+};
+std::optional<FileIdentity> identity_of(const std::filesystem::path& path);
+
+// base::same_content, failures as InstallError.
+bool same_content(const std::filesystem::path& a, const std::filesystem::path& b);
 
 // Removes our temp files left in `dir` by an earlier process that died mid-write. Returns how
 // many were removed.

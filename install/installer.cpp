@@ -61,9 +61,16 @@ std::string Installer::wanted_kubeconfig() const {
 }
 
 bool Installer::binary_in_place() const {
-  struct stat st {};
-  if (::stat(binary_path().c_str(), &st) != 0 || (st.st_mode & 07777) != kBinaryMode) return false;
-  return read_file(binary_path()) == read_file(options_.plugin_source);
+  const auto installed = identity_of(binary_path());
+  const auto source = identity_of(options_.plugin_source);
+  if (!installed || !source || (installed->mode & 07777) != kBinaryMode) return false;
+  if (binary_verified_ && binary_verified_->first == *installed &&
+      binary_verified_->second == *source) {
+    return true;
+  }
+  if (!same_content(binary_path(), options_.plugin_source)) return false;
+  binary_verified_.emplace(*installed, *source);
+  return true;
 }
 
 ReconcileResult Installer::reconcile() {
@@ -87,7 +94,8 @@ ReconcileResult Installer::reconcile() {
     temps_swept_ = true;
   }
   make_dir(options_.cni_bin_dir);
-  r.binary_written = install_file(options_.plugin_source, binary_path(), kBinaryMode);
+  r.binary_written =
+      !binary_in_place() && install_file(options_.plugin_source, binary_path(), kBinaryMode);
   if (r.binary_written) log_->info("installed {}", binary_path().string());
 
   make_dir(kubeconfig_path().parent_path());

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -16,6 +17,7 @@
 
 #include "config/node_config.h"
 #include "install/conflist.h"
+#include "install/files.h"
 #include "install/plugin_kubeconfig.h"
 #include "install/plugin_token.h"
 
@@ -80,6 +82,9 @@ class Installer {
   nlohmann::ordered_json entry_;
   mutable std::mutex mu_;
   bool installed_ = false;
+  // The installed binary and its source as they were when last found byte-identical: while both
+  // stat the same, the (tens of MiB) comparison is not repeated on every pass.
+  mutable std::optional<std::pair<FileIdentity, FileIdentity>> binary_verified_;
   bool temps_swept_ = false;
   bool waiting_ = false;
 };

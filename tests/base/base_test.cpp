@@ -62,6 +62,47 @@ TEST_F(BaseTest, ReadFileSaysMissingAndCanRefuseSymlinks) {
   EXPECT_THROW(write_file_atomic(dir_ / "no-such-dir" / "f", "x"), FileError);
 }
 
+// A plugin binary is tens of MiB: copied and compared in chunks, bytes and mode exact.
+TEST_F(BaseTest, CopyFileAtomicCopiesEveryByteWithExactlyTheMode) {
+  std::string big(300'000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) % 251);
+  write_file_atomic(dir_ / "src", big, 0644);
+  const mode_t old = ::umask(0077);
+  copy_file_atomic(dir_ / "src", dir_ / "dst", 0755);
+  ::umask(old);
+  EXPECT_EQ(read_file(dir_ / "dst"), big);
+  EXPECT_EQ(mode_of(dir_ / "dst"), 0755u);
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, 2u);  // no temp left
+  try {
+    copy_file_atomic(dir_ / "none", dir_ / "dst2");
+    ADD_FAILURE() << "copied a missing file";
+  } catch (const FileError& e) {
+    EXPECT_EQ(e.error_number(), ENOENT);
+    EXPECT_NE(std::string(e.what()).find("none"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "dst2"));
+}
+
+TEST_F(BaseTest, SameContentComparesEveryChunk) {
+  std::string big(200'000, 'a');
+  write_file_atomic(dir_ / "a", big);
+  write_file_atomic(dir_ / "b", big);
+  EXPECT_TRUE(same_content(dir_ / "a", dir_ / "b"));
+  big.back() = 'b';  // same size, last byte of the last chunk differs
+  write_file_atomic(dir_ / "b", big);
+  EXPECT_FALSE(same_content(dir_ / "a", dir_ / "b"));
+  big[70'000] = 'c';  // a middle chunk differs
+  big.back() = 'a';
+  write_file_atomic(dir_ / "b", big);
+  EXPECT_FALSE(same_content(dir_ / "a", dir_ / "b"));
+  write_file_atomic(dir_ / "b", big + "x");
+  EXPECT_FALSE(same_content(dir_ / "a", dir_ / "b"));
+  EXPECT_FALSE(same_content(dir_ / "a", dir_ / "none"));
+  EXPECT_FALSE(same_content(dir_ / "none", dir_ / "a"));
+}
+
 TEST_F(BaseTest, EnsureDirSetsTheMode) {
   ensure_dir(dir_ / "a" / "b", 0700);
   EXPECT_EQ(mode_of(dir_ / "a" / "b"), 0700u);

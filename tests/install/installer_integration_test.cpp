@@ -3,12 +3,15 @@
 // byte, stop without uninstall.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "install/errors.h"
 #include "install/files.h"
@@ -148,6 +151,35 @@ TEST_F(InstallerIntegration, SecondPassWritesNothingAndStaleTempsAreSwept) {
   EXPECT_TRUE(installer.reconcile().kubeconfig_written);
   EXPECT_EQ(mode_of(dirs_.run / "kubeconfig"), 0600u);
   EXPECT_EQ(snapshot(dirs_.root), before);
+}
+
+// Passes do not re-read an unchanged binary (they remember what they verified), yet a rewrite
+// that keeps the size and even the mtime is still found: any write changes the ctime.
+TEST_F(InstallerIntegration, ABinaryRewrittenInPlaceKeepingSizeAndMtimeIsPutBack) {
+  spit(dirs_.conf / "10-calico.conflist", kCalico);
+  Installer installer(options(), log_);
+  ASSERT_TRUE(installer.reconcile().installed);
+  ASSERT_TRUE(installer.check_in_place());
+  const auto plugin = dirs_.bin / "ambient-cni";
+  const std::string original = read_file(plugin);
+  ASSERT_FALSE(original.empty());
+  struct stat before {};
+  ASSERT_EQ(::stat(plugin.c_str(), &before), 0);
+  std::this_thread::sleep_for(20ms);  // a later ctime even on coarse clocks
+  {
+    std::fstream f(plugin, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(original.size() / 2));
+    f.put(static_cast<char>(original[original.size() / 2] ^ 0x5a));
+  }
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, plugin.c_str(), times, 0), 0);
+  struct stat after {};
+  ASSERT_EQ(::stat(plugin.c_str(), &after), 0);
+  ASSERT_EQ(after.st_size, before.st_size);
+  EXPECT_FALSE(installer.check_in_place());
+  EXPECT_TRUE(installer.reconcile().binary_written);
+  EXPECT_EQ(read_file(plugin), original);
+  EXPECT_TRUE(installer.check_in_place());
 }
 
 TEST_F(InstallerIntegration, BadInputIsNamedAndNothingIsWritten) {
