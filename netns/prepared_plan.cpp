@@ -31,7 +31,7 @@ struct Entry {
 std::mutex cache_mu;     // guards plans
 std::list<Entry> plans;  // most recently used first
 std::mutex learn_mu;     // one plan learnt at a time (libnftables is serialised anyway)
-std::atomic<std::uint64_t> replayed{0}, libnftables{0}, replay_refused{0};
+std::atomic<std::uint64_t> replayed{0}, libnftables{0}, replay_refused{0}, plans_learnt{0};
 
 std::shared_ptr<const PreparedPlan> cached(const RedirectOptions& options) {
   std::lock_guard<std::mutex> lock(cache_mu);
@@ -118,18 +118,20 @@ std::shared_ptr<const PreparedPlan> prepare(const RedirectPlan& plan) {
   std::lock_guard<std::mutex> lock(learn_mu);
   if (auto p = cached(plan.options())) return p;  // learnt while we waited
   auto p = learn(plan);
+  ++plans_learnt;
   keep(plan.options(), p);
   return p;
 }
 
 RuleProgrammingCounts rule_programming_counts() {
-  return {replayed.load(), libnftables.load(), replay_refused.load()};
+  return {replayed.load(), libnftables.load(), replay_refused.load(), plans_learnt.load()};
 }
 
 void count_rule_programming(RuleProgrammingCounts delta) {
   replayed += delta.replayed;
   libnftables += delta.libnftables;
   replay_refused += delta.replay_refused;
+  plans_learnt += delta.plans_learnt;
 }
 
 void set_prepared_for_testing(const RedirectPlan& plan, std::shared_ptr<const PreparedPlan> p) {

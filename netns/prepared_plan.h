@@ -42,6 +42,7 @@ struct RuleProgrammingCounts {
   std::uint64_t replayed = 0;        // the recorded batch, accepted by the kernel
   std::uint64_t libnftables = 0;     // libnftables, because no batch could be used
   std::uint64_t replay_refused = 0;  // the kernel refused a replay; libnftables went next
+  std::uint64_t plans_learnt = 0;    // prepare() learnt a plan (replayable or not)
 };
 RuleProgrammingCounts rule_programming_counts();
 void count_rule_programming(RuleProgrammingCounts delta);

@@ -306,8 +306,8 @@ int main(int argc, char** argv) {
          return r.wall_us;
        }},
       {"ours warm",
-       "long-lived process, what the agent does: netns::apply = the plan's batch replayed (acks "
-       "checked) + libnl routing",
+       "long-lived process, what the agent does: netns::apply = the plan's batch replayed (every "
+       "answer and the last message's ack checked) + libnl routing",
        true,
        [&](const std::string& ns, std::vector<double>&) {
          const auto t0 = Clock::now();

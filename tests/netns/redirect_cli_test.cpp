@@ -46,6 +46,9 @@ TEST(RedirectCli, ApplyInspectRemoveInARealNetns) {
 
   auto r = sh(kCli + " redirect apply --ipv6" + ns);
   EXPECT_EQ(r.status, 0) << r.out;
+  // A binary linked like ambient-cni-node replays the plan's batch (decision 017): libnftables'
+  // sendmsg() bound to the library's, or apply() would have warned that it fell back.
+  EXPECT_EQ(r.out.find("through libnftables"), std::string::npos) << r.out;
   r = sh(kCli + " redirect inspect --ipv6" + ns);
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(r.out, "current\n");

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "netns/nft.h"
@@ -85,7 +86,7 @@ void apply_with_libnftables(const std::string& ns_path, const RedirectPlan& plan
 detail::RuleProgrammingCounts counts_since(const detail::RuleProgrammingCounts& before) {
   const auto now = detail::rule_programming_counts();
   return {now.replayed - before.replayed, now.libnftables - before.libnftables,
-          now.replay_refused - before.replay_refused};
+          now.replay_refused - before.replay_refused, now.plans_learnt - before.plans_learnt};
 }
 
 class RuleReplay : public ::testing::Test {
@@ -306,6 +307,40 @@ TEST_F(RuleReplay, ABatchRefusedWhereLibnftablesFailsTooReportsBoth) {
     EXPECT_EQ(testbed::ip_rules(p.netns, v6).find("lookup 100"), std::string::npos);
   }
   node_->remove_pod(p);
+}
+
+// A burst of pods with options nobody used yet: the plan is learnt once, every pod gets the
+// replay.
+TEST_F(RuleReplay, ConcurrentFirstAppliesLearnThePlanOnce) {
+  RedirectOptions o;
+  o.ipv6 = true;
+  o.reroute_interfaces = {"burst0"};
+  const RedirectPlan plan(o);
+  detail::forget_prepared_plans();
+  std::vector<BridgeNode::PodNet> pods;
+  for (int i = 0; i < 6; ++i) pods.push_back(pod("burst" + std::to_string(i)));
+  const auto before = detail::rule_programming_counts();
+  std::vector<std::string> errors(pods.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < pods.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        apply(NetnsHandle::open(pods[i].path), plan);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto used = counts_since(before);
+  EXPECT_EQ(used.plans_learnt, 1u);
+  EXPECT_EQ(used.replayed, pods.size());
+  EXPECT_EQ(used.libnftables, 0u);
+  for (std::size_t i = 0; i < pods.size(); ++i) {
+    EXPECT_EQ(errors[i], "") << pods[i].netns;
+    EXPECT_EQ(inspect(NetnsHandle::open(pods[i].path), plan).status, RedirectStatus::Current);
+    node_->remove_pod(pods[i]);
+  }
 }
 
 TEST_F(RuleReplay, ARoutingFailureAfterAReplayRollsEverythingBack) {
