@@ -105,7 +105,8 @@ struct Agent::Impl final : PluginRequests {
   netns::HostProbeSnat probes;
   std::unique_ptr<ProbeStep> probe_step;
   std::unique_ptr<NetnsOpener> netns_opener = make_path_netns_opener();
-  std::unique_ptr<RulesStep> rules = make_nft_rules_step();
+  std::unique_ptr<RulesStep> rules =
+      make_nft_rules_step([this](const std::string& w) { metrics.count_degraded(w); });
   NetnsFinder finder;
   std::unique_ptr<PodReporter> reporter;
   std::unique_ptr<ZdsServer> zds;

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -136,9 +137,12 @@ class StatusStep {
   virtual void clear(const std::string& ns, const std::string& name, const std::string& uid) = 0;
 };
 
-// The production steps over netns/ (libnftables, libnl, the host probe table).
+// The production steps over netns/ (nf_tables, libnl, the host probe table). The rules step
+// tells `degraded` when a pod's rules went in through libnftables instead of the replayed batch
+// (netns::ApplyHooks::degraded, decision 017).
 std::unique_ptr<NetnsOpener> make_path_netns_opener();
-std::unique_ptr<RulesStep> make_nft_rules_step();
+std::unique_ptr<RulesStep> make_nft_rules_step(
+    std::function<void(const std::string& what)> degraded = {});
 std::unique_ptr<ProbeStep> make_host_probe_step(netns::HostProbeSnat& probes);
 
 }  // namespace ambient::agent

@@ -23,14 +23,22 @@ class PathNetnsOpener final : public NetnsOpener {
 
 class NftRulesStep final : public RulesStep {
  public:
+  explicit NftRulesStep(std::function<void(const std::string&)> degraded) {
+    if (degraded) {
+      hooks_.degraded = [d = std::move(degraded)](std::string_view what) { d(std::string(what)); };
+    }
+  }
   void apply(const netns::NetnsHandle& ns, const netns::RedirectPlan& plan) override {
-    netns::apply(ns, plan);
+    netns::apply(ns, plan, hooks_);
   }
   void remove(const netns::NetnsHandle& ns) override { netns::remove(ns); }
   netns::Inspection inspect(const netns::NetnsHandle& ns,
                             const netns::RedirectPlan& plan) override {
     return netns::inspect(ns, plan);
   }
+
+ private:
+  netns::ApplyHooks hooks_;
 };
 
 class HostProbeStep final : public ProbeStep {
@@ -84,8 +92,8 @@ std::unique_ptr<NetnsOpener> make_path_netns_opener() {
   return std::make_unique<PathNetnsOpener>();
 }
 
-std::unique_ptr<RulesStep> make_nft_rules_step() {
-  return std::make_unique<NftRulesStep>();
+std::unique_ptr<RulesStep> make_nft_rules_step(std::function<void(const std::string&)> degraded) {
+  return std::make_unique<NftRulesStep>(std::move(degraded));
 }
 
 std::unique_ptr<ProbeStep> make_host_probe_step(netns::HostProbeSnat& probes) {
