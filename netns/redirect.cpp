@@ -262,8 +262,8 @@ void program_rules_here(const RedirectPlan& plan, const detail::PreparedPlan* pr
     }
     detail::count_rule_programming({.replay_refused = 1});
     spdlog::warn(
-        "netns {}: the replayed in-pod rules were refused, nothing of them applied ({}); "
-        "trying libnftables",
+        "netns {}: replaying the in-pod rules failed ({}); trying libnftables (a batch the "
+        "kernel refuses changes nothing)",
         netns, refused);
     if (hooks.degraded) hooks.degraded("rule_replay_refused");
   }
