@@ -12,6 +12,7 @@
 
 #include "config/constants.h"
 #include "netns/nft.h"
+#include "netns/nft_batch.h"
 
 namespace ambient::netns {
 namespace {
@@ -58,6 +59,15 @@ std::string add_element(const ProbeEntry& e, bool v6) {
 
 std::string delete_element(const std::string& ip, bool v6) {
   return fmt::format("delete element inet {} {} {{ {} }}\n", c::kNatTable, set_for(v6), ip);
+}
+
+// The same change as add_element/delete_element, for the netlink fast path.
+nft::SetElementOp element_op(bool add, const std::string& ip, bool v6, std::string_view uid) {
+  unsigned char key[16];
+  inet_pton(v6 ? AF_INET6 : AF_INET, ip.c_str(), key);
+  return {add, std::string(set_for(v6)),
+          std::string(reinterpret_cast<const char*>(key), v6 ? 16 : 4),
+          add ? std::string(uid) : std::string()};
 }
 
 // The host table as libnftables JSON, or nullopt when it does not exist. One listing of the whole
@@ -179,20 +189,21 @@ void HostProbeSnat::load_owners_here() {
   for (const auto& e : entries_of(host_table_here())) (*owners_)[e.ip] = e.pod_uid;
 }
 
-// Declarations only (idempotent `add`): elements can be added to a host whose table was
-// flushed; the chain and its rules are repaired by ensure()/reconcile().
-bool HostProbeSnat::run_incremental(const std::string& tx, const std::string& what) {
-  const std::string declare = fmt::format(
-      "add table inet {0}\nadd set inet {0} {1} {{ type ipv4_addr; }}\n"
-      "add set inet {0} {2} {{ type ipv6_addr; }}\n",
-      c::kNatTable, c::kProbeSetV4, c::kProbeSetV6);
-  const auto r = nft::try_run(declare + tx, nft::Output::Text);
-  if (!r.ok) {
+// The element changes as one netlink transaction built here (no libnftables: its cache would
+// read every table of the node, the kubelet's iptables-nft ones included, for each pod). A
+// missing table or set (a flushed host) fails it as a whole; the caller then re-reads the host
+// and writes base and elements with libnftables.
+bool HostProbeSnat::run_incremental(const std::vector<nft::SetElementOp>& ops,
+                                    const std::string& what) {
+  try {
+    nft::replay_here(nft::set_elements_batch(c::kNatTable, ops));
+    return true;
+  } catch (const NetnsError& e) {
     spdlog::info("host probe: {} on the fast path failed ({}); re-reading the host table", what,
-                 r.error);
+                 e.what());
     owners_.reset();
+    return false;
   }
-  return r.ok;
 }
 
 void HostProbeSnat::set_pod(std::string_view pod_uid, const std::vector<std::string>& ips) {
@@ -211,8 +222,13 @@ void HostProbeSnat::set_pod(std::string_view pod_uid, const std::vector<std::str
       const bool fresh = !owners_;
       if (fresh) load_owners_here();
       std::string tx;
+      std::vector<nft::SetElementOp> ops;
       for (const auto& [ip, owner] : *owners_) {
-        if (owner == pod_uid && !wanted.contains(ip)) tx += delete_element(ip, parse_ip(ip).v6);
+        if (owner == pod_uid && !wanted.contains(ip)) {
+          const bool v6 = parse_ip(ip).v6;
+          tx += delete_element(ip, v6);
+          ops.push_back(element_op(false, ip, v6, pod_uid));
+        }
       }
       for (const auto& [ip, v6] : wanted) {
         const auto it = owners_->find(ip);
@@ -221,15 +237,17 @@ void HostProbeSnat::set_pod(std::string_view pod_uid, const std::vector<std::str
           spdlog::info("host probe: IP {} moves from pod {} to pod {}", ip,
                        it->second.empty() ? "<unknown>" : it->second, pod_uid);
           tx += delete_element(ip, v6);
+          ops.push_back(element_op(false, ip, v6, pod_uid));
         }
         tx += add_element({std::string(pod_uid), ip}, v6);
+        ops.push_back(element_op(true, ip, v6, pod_uid));
       }
       if (tx.empty()) return;
       bool done = true;
       if (fresh || attempt == 1) {
         nft::run(render_base(config_) + tx, what);
       } else {
-        done = run_incremental(tx, what);
+        done = run_incremental(ops, what);
       }
       if (done) {
         std::erase_if(*owners_, [&](const auto& kv) { return kv.second == pod_uid; });

@@ -25,6 +25,9 @@
 #include "netns/netns.h"
 
 namespace ambient::netns {
+namespace nft {
+struct SetElementOp;  // nft_batch.h (internal)
+}
 
 struct HostProbeConfig {
   std::uint32_t kubelet_uid = 0;
@@ -73,7 +76,7 @@ class HostProbeSnat {
   // only writer). Loaded from the kernel on first use; dropped whenever the kernel may disagree
   // (a transaction failed, ensure/reconcile/teardown), so the next call reads it again.
   void load_owners_here();
-  bool run_incremental(const std::string& tx, const std::string& what);
+  bool run_incremental(const std::vector<nft::SetElementOp>& ops, const std::string& what);
 
   NetnsHandle host_;
   HostProbeConfig config_;

@@ -32,6 +32,23 @@ struct Batch {
 // queries outside the transaction), a kernel handle or position, an echo request.
 Batch from_recording(const std::vector<std::string>& sendmsg_payloads);
 
+// One change to a named set of an inet table: add the element whose key is `key` (the bytes of
+// the address, network order) with `comment` (as `add element ... { key comment "..." }`), or
+// delete it (`delete element`: an absent element fails the whole transaction).
+struct SetElementOp {
+  bool add = true;
+  std::string set;
+  std::string key;
+  std::string comment;  // add only; empty: none
+};
+
+// The transaction for element changes of sets in inet table `table`, built here rather than by
+// libnftables: the same messages libnftables sends for the same commands (a test compares them
+// byte for byte), without the cache libnftables reads first (every table, chain and rule of the
+// netns — the node's iptables-nft tables included — for one element). One message per op.
+// Throws NetnsError(InvalidArgument) for an empty set name or a key that is not 4 or 16 bytes.
+Batch set_elements_batch(std::string_view table, const std::vector<SetElementOp>& ops);
+
 // Sends the batch on a new NETLINK_NETFILTER socket in the calling thread's netns and reads
 // every answer. Returns normally only when the kernel reported no error (it answers each message
 // it refuses, and the commit) and acknowledged the last message; otherwise throws

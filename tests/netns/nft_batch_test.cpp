@@ -254,5 +254,37 @@ TEST(NftBatch, EchoAndReplaceRequestsAreRefused) {
                  "message flags");
 }
 
+// Element batches (the host probe set's fast path): one message per op between BEGIN and END,
+// the last one acked; a bad key or set is refused before anything is sent.
+TEST(NftBatch, ElementBatchesAreNumberedAndRefuseBadElements) {
+  const Batch b = set_elements_batch("t", {{true, "s4", std::string(4, '\x0a'), "uid-1"},
+                                           {false, "s6", std::string(16, '\x01'), ""}});
+  ASSERT_EQ(b.messages.size(), 2u);
+  EXPECT_EQ(b.messages[0], "add element inet t s4 { 10.10.10.10 }");
+  EXPECT_EQ(b.messages[1], "delete element inet t s6 { 101:101:101:101:101:101:101:101 }");
+  std::vector<nlmsghdr> headers;
+  for (std::size_t at = 0; at + sizeof(nlmsghdr) <= b.bytes.size();) {
+    nlmsghdr h{};
+    std::memcpy(&h, b.bytes.data() + at, sizeof h);
+    ASSERT_GE(h.nlmsg_len, sizeof h);
+    headers.push_back(h);
+    at += NLMSG_ALIGN(h.nlmsg_len);
+  }
+  ASSERT_EQ(headers.size(), 4u);
+  EXPECT_EQ(headers[0].nlmsg_type, NFNL_MSG_BATCH_BEGIN);
+  EXPECT_EQ(headers[1].nlmsg_type, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM);
+  EXPECT_EQ(headers[2].nlmsg_type, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM);
+  EXPECT_EQ(headers[3].nlmsg_type, NFNL_MSG_BATCH_END);
+  for (std::uint32_t i = 0; i < headers.size(); ++i) EXPECT_EQ(headers[i].nlmsg_seq, i);
+  EXPECT_FALSE(headers[1].nlmsg_flags & NLM_F_ACK);
+  EXPECT_TRUE(headers[2].nlmsg_flags & NLM_F_ACK);
+  EXPECT_TRUE(headers[1].nlmsg_flags & NLM_F_CREATE);
+  EXPECT_THROW(set_elements_batch("t", {{true, "s4", std::string(5, '\0'), ""}}), NetnsError);
+  EXPECT_THROW(set_elements_batch("t", {{true, "", std::string(4, '\0'), ""}}), NetnsError);
+  EXPECT_THROW(set_elements_batch("", {{true, "s", std::string(4, '\0'), ""}}), NetnsError);
+  EXPECT_THROW(set_elements_batch("t", {{true, "s", std::string(4, '\0'), std::string(300, 'x')}}),
+               NetnsError);
+}
+
 }  // namespace
 }  // namespace ambient::netns::nft
