@@ -2,6 +2,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -96,8 +103,47 @@ class Reader {
   fs::path base_dir_;
 };
 
+ExecPlugin read_exec(const Reader& reader, const YAML::Node& exec, const std::string& field,
+                     const fs::path& base_dir) {
+  if (!exec.IsMap()) reader.fail(field + " must be a mapping");
+  ExecPlugin p;
+  p.field = field;
+  p.api_version = reader.string_field(exec, "apiVersion", field + ".apiVersion");
+  if (p.api_version != "client.authentication.k8s.io/v1" &&
+      p.api_version != "client.authentication.k8s.io/v1beta1") {
+    reader.fail(field + ".apiVersion \"" + p.api_version +
+                "\" is not client.authentication.k8s.io/v1 or v1beta1");
+  }
+  p.command = reader.string_field(exec, "command", field + ".command");
+  if (p.command.empty()) reader.fail(field + ".command is not set");
+  // kubectl: a command with a '/' that is relative is relative to the kubeconfig's directory.
+  if (p.command.find('/') != std::string::npos && fs::path(p.command).is_relative()) {
+    p.command = (base_dir / p.command).lexically_normal().string();
+  }
+  if (const YAML::Node args = exec["args"]; args && !args.IsNull()) {
+    if (!args.IsSequence()) reader.fail(field + ".args must be a list");
+    for (const auto& a : args) {
+      if (!a.IsScalar()) reader.fail(field + ".args must be strings");
+      p.args.push_back(a.as<std::string>());
+    }
+  }
+  if (const YAML::Node env = exec["env"]; env && !env.IsNull()) {
+    if (!env.IsSequence()) reader.fail(field + ".env must be a list");
+    for (const auto& e : env) {
+      if (!e.IsMap()) reader.fail(field + ".env entries must be {name, value}");
+      const std::string name = reader.string_field(e, "name", field + ".env[].name");
+      if (name.empty()) reader.fail(field + ".env[].name is not set");
+      p.env.emplace_back(name, reader.string_field(e, "value", field + ".env[].value"));
+    }
+  }
+  p.install_hint = reader.string_field(exec, "installHint", field + ".installHint");
+  p.provide_cluster_info =
+      reader.bool_field(exec, "provideClusterInfo", field + ".provideClusterInfo");
+  return p;
+}
+
 Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::string& source,
-                 std::string_view wanted_context = {}) {
+                 std::string_view wanted_context = {}, bool allow_exec = false) {
   Reader reader(source, base_dir);
   YAML::Node root;
   try {
@@ -153,8 +199,12 @@ Kubeconfig parse(std::string_view yaml, const fs::path& base_dir, const std::str
     if (!user_name.empty()) {
       const YAML::Node user = reader.named_entry(root, "users", user_name, "user");
       const std::string uf = "users[name=" + user_name + "].user";
-      for (const char* unsupported : {"exec", "auth-provider", "username", "password"}) {
+      for (const char* unsupported : {"auth-provider", "username", "password"}) {
         if (user[unsupported]) reader.fail(uf + "." + unsupported + " is not supported");
+      }
+      if (const YAML::Node exec = user["exec"]; exec && !exec.IsNull()) {
+        if (!allow_exec) reader.fail(uf + ".exec is not supported");
+        config.exec = read_exec(reader, exec, uf + ".exec", base_dir);
       }
       config.token = reader.string_field(user, "token", uf + ".token");
       config.token_file = reader.file_field(user, "tokenFile", uf + ".tokenFile");
@@ -183,11 +233,13 @@ Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& 
 }
 
 Kubeconfig parse_kubeconfig(std::string_view yaml, const std::filesystem::path& base_dir,
-                            std::string_view source_name, std::string_view context) {
-  return parse(yaml, base_dir, std::string(source_name), context);
+                            std::string_view source_name, std::string_view context,
+                            bool allow_exec) {
+  return parse(yaml, base_dir, std::string(source_name), context, allow_exec);
 }
 
-Kubeconfig load_kubeconfig(const std::filesystem::path& path, std::string_view context) {
+Kubeconfig load_kubeconfig(const std::filesystem::path& path, std::string_view context,
+                           bool allow_exec) {
   const std::string source = "kubeconfig " + path.string();
   std::ifstream in(path, std::ios::binary);
   if (!in) throw KubeconfigError(source + ": cannot read: " + std::strerror(errno));
@@ -197,7 +249,7 @@ Kubeconfig load_kubeconfig(const std::filesystem::path& path, std::string_view c
   std::error_code ec;
   fs::path absolute = fs::absolute(path, ec);
   if (ec) absolute = path;
-  return parse(text.str(), absolute.parent_path(), source, context);
+  return parse(text.str(), absolute.parent_path(), source, context, allow_exec);
 }
 
 Kubeconfig in_cluster_config(const std::filesystem::path& sa_dir) {
@@ -232,6 +284,170 @@ Kubeconfig in_cluster_config(const std::filesystem::path& sa_dir) {
   config.ca_file = ca.string();
   config.token_file = token.string();
   return config;
+}
+
+}  // namespace ambient::kube
+
+namespace ambient::kube {
+namespace {
+
+// The KUBERNETES_EXEC_INFO kubectl gives a credential plugin.
+std::string exec_info(const Kubeconfig& config) {
+  const ExecPlugin& p = *config.exec;
+  std::string spec = "{\"interactive\":false";
+  if (p.provide_cluster_info) {
+    auto quote = [](const std::string& s) {
+      std::string out = "\"";
+      for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+      }
+      return out + "\"";
+    };
+    spec += ",\"cluster\":{\"server\":" + quote(config.server);
+    if (!config.tls_server_name.empty()) {
+      spec += ",\"tls-server-name\":" + quote(config.tls_server_name);
+    }
+    if (!config.ca_pem.empty()) {
+      spec += ",\"certificate-authority-data\":" + quote(base64_encode(config.ca_pem));
+    }
+    if (config.insecure_skip_tls_verify) spec += ",\"insecure-skip-tls-verify\":true";
+    spec += "}";
+  }
+  spec += "}";
+  return "{\"apiVersion\":\"" + p.api_version + "\",\"kind\":\"ExecCredential\",\"spec\":" + spec +
+         "}";
+}
+
+// A string field of the ExecCredential's status ("" when absent).
+std::string status_string(const YAML::Node& status, const char* key, const std::string& what) {
+  const YAML::Node n = status[key];
+  if (!n || n.IsNull()) return {};
+  if (!n.IsScalar()) throw KubeconfigError(what + ": status." + key + " is not a string");
+  return n.as<std::string>();
+}
+
+}  // namespace
+
+void run_exec_plugin(Kubeconfig& config, std::chrono::milliseconds timeout) {
+  if (!config.exec) return;
+  const ExecPlugin& p = *config.exec;
+  const std::string what = p.field + " (" + p.command + ")";
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('='));
+    bool overridden = name == "KUBERNETES_EXEC_INFO";
+    for (const auto& [k, v] : p.env) overridden = overridden || name == k;
+    if (!overridden) env_text.emplace_back(entry);
+  }
+  for (const auto& [k, v] : p.env) env_text.push_back(k + "=" + v);
+  env_text.push_back("KUBERNETES_EXEC_INFO=" + exec_info(config));
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_text = {p.command};
+  argv_text.insert(argv_text.end(), p.args.begin(), p.args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    throw KubeconfigError(what + ": pipe: " + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  pid_t pid = -1;
+  const int rc =
+      ::posix_spawnp(&pid, p.command.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    std::string message = what + ": cannot run it: " + std::strerror(rc);
+    if (!p.install_hint.empty()) message += " (" + p.install_hint + ")";
+    throw KubeconfigError(message);
+  }
+  // Its answer, within the deadline and a size cap; the plugin's stderr is the user's.
+  constexpr std::size_t kMaxAnswer = 1 << 20;
+  std::string answer;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  bool timed_out = false, too_big = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd fd{out[0], POLLIN, 0};
+    const int ready = ::poll(&fd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;  // the deadline is checked above
+    char buf[4096];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+    if (answer.size() > kMaxAnswer) {
+      too_big = true;
+      break;
+    }
+  }
+  ::close(out[0]);
+  if (timed_out || too_big) ::kill(pid, SIGKILL);  // the child we started, by its pid
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    throw KubeconfigError(what + ": no answer within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (too_big) throw KubeconfigError(what + ": answered more than 1 MiB");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw KubeconfigError(what + ": exited with " +
+                          (WIFEXITED(status) ? "status " + std::to_string(WEXITSTATUS(status))
+                                             : "signal " + std::to_string(WTERMSIG(status))));
+  }
+  YAML::Node credential;
+  try {
+    credential = YAML::Load(answer);  // JSON is YAML
+  } catch (const YAML::Exception& e) {
+    throw KubeconfigError(what + ": its answer is not JSON: " + e.msg);
+  }
+  if (!credential.IsMap() || !credential["kind"] || !credential["kind"].IsScalar() ||
+      credential["kind"].as<std::string>() != "ExecCredential") {
+    throw KubeconfigError(what + ": its answer is not an ExecCredential");
+  }
+  const YAML::Node version = credential["apiVersion"];
+  if (!version || !version.IsScalar() || version.as<std::string>() != p.api_version) {
+    throw KubeconfigError(what + ": its answer's apiVersion is not " + p.api_version);
+  }
+  const YAML::Node status_node = credential["status"];
+  if (!status_node || !status_node.IsMap()) {
+    throw KubeconfigError(what + ": its answer has no status");
+  }
+  const auto token = status_string(status_node, "token", what);
+  const auto cert = status_string(status_node, "clientCertificateData", what);
+  const auto key = status_string(status_node, "clientKeyData", what);
+  if (token.empty() && (cert.empty() || key.empty())) {
+    throw KubeconfigError(what +
+                          ": its answer has neither status.token nor "
+                          "status.clientCertificateData and status.clientKeyData");
+  }
+  if (!token.empty()) {
+    config.token = token;
+    config.token_file.clear();
+  }
+  if (!cert.empty() && !key.empty()) {
+    config.client_cert_pem = cert;  // PEM as given (the ExecCredential carries PEM, not base64)
+    config.client_key_pem = key;
+    config.client_cert_file.clear();
+    config.client_key_file.clear();
+  }
+  config.exec.reset();
 }
 
 }  // namespace ambient::kube

@@ -135,7 +135,11 @@ kube::Kubeconfig cluster_access(const ExplainOptions& o) {
     }
     return kube::in_cluster_config();
   }
-  return kube::load_kubeconfig(path, o.context);
+  // An operator's kubeconfig may name a credential plugin (GKE, EKS, AKS): run it, as kubectl
+  // does.
+  auto config = kube::load_kubeconfig(path, o.context, /*allow_exec=*/true);
+  kube::run_exec_plugin(config);
+  return config;
 }
 
 // The node policy, as `run` derives it from the DaemonSet's ConfigMap (each key an environment

@@ -327,6 +327,24 @@ TEST_F(Explain, ContextsKubeconfigEnvironmentAndBadInput) {
   x = node({"explain", "web"}, {"KUBECONFIG=" + two.string()});  // the dead current context
   EXPECT_EQ(x.exit_code, 2);
   EXPECT_NE(x.err.find("cannot reach https://127.0.0.1:1"), std::string::npos) << x.err;
+  // A cloud's credential plugin in the kubeconfig: run as kubectl runs it.
+  const auto plugin = env_->run_dir() / "auth-plugin";
+  std::ofstream(plugin) << "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+                           "\"kind\":\"ExecCredential\",\"status\":{\"token\":\""
+                        << good.token << "\"}}'\n";
+  fs::permissions(plugin, fs::perms::owner_all);
+  const auto exec = env_->run_dir() / "exec.kubeconfig";
+  std::ofstream(exec) << "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n"
+                         "- name: c\n  cluster:\n    server: "
+                      << good.server
+                      << "\n    insecure-skip-tls-verify: true\ncontexts:\n"
+                         "- name: c\n  context: {cluster: c, user: u, namespace: demo}\n"
+                         "users:\n- name: u\n  user:\n    exec:\n"
+                         "      apiVersion: client.authentication.k8s.io/v1\n"
+                         "      command: ./auth-plugin\n";
+  x = node({"explain", "--kubeconfig", exec.string(), "web"});
+  EXPECT_EQ(x.exit_code, 0) << x.out << x.err;
+  EXPECT_TRUE(x.out.starts_with("demo/web: enrolled")) << x.out;
   x = node({"explain", "--kubeconfig", two.string(), "--context", "nope", "web"});
   EXPECT_EQ(x.exit_code, 2);
   EXPECT_NE(x.err.find("contexts: no entry named \"nope\""), std::string::npos) << x.err;

@@ -126,6 +126,95 @@ TEST_F(KubeconfigTest, AChosenContextWinsOverTheCurrentOneAndBringsItsNamespace)
   EXPECT_EQ(load_kubeconfig(dir_ / "config", "main-ctx").namespace_, "demo");
 }
 
+// A credential plugin (gke-gcloud-auth-plugin, aws eks get-token…), for an operator's CLI only.
+TEST_F(KubeconfigTest, AnExecPluginIsRunAsKubectlRunsItWhenTheCallerAllowsIt) {
+  write_file(
+      dir_ / "bin/auth-plugin",
+      "#!/bin/sh\n"
+      "printf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$(dirname \"$0\")/../exec-info\"\n"
+      "printf '%s %s %s' \"$1\" \"$2\" \"$PLUGIN_MODE\" > \"$(dirname \"$0\")/../seen\"\n"
+      "read -r x && echo 'stdin was not /dev/null' >&2 && exit 9\n"
+      "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+      "\"status\":{\"token\":\"minted-token\",\"expirationTimestamp\":"
+      "\"2099-01-01T00:00:00Z\"}}'\n");
+  std::filesystem::permissions(dir_ / "bin/auth-plugin", std::filesystem::perms::owner_all);
+  const std::string user =
+      "    exec:\n"
+      "      apiVersion: client.authentication.k8s.io/v1\n"
+      "      command: ./bin/auth-plugin\n"
+      "      args: [get-token, --cluster=main]\n"
+      "      env: [{name: PLUGIN_MODE, value: quiet}]\n"
+      "      provideClusterInfo: true\n"
+      "      installHint: install it with your cloud's CLI\n";
+  const auto yaml = two_contexts("main-ctx", "", user);
+  // Everything but an operator's CLI refuses it: a file must never make us run a program.
+  expect_error([&] { parse_kubeconfig(yaml, dir_.path(), "kubeconfig k"); },
+               {"users[name=admin].user.exec is not supported"});
+  auto config = parse_kubeconfig(yaml, dir_.path(), "kubeconfig k", "", /*allow_exec=*/true);
+  ASSERT_TRUE(config.exec.has_value());
+  EXPECT_EQ(config.exec->command, (dir_ / "bin/auth-plugin").string());  // relative to the file
+  EXPECT_EQ(config.token, "");
+  run_exec_plugin(config);
+  EXPECT_EQ(config.token, "minted-token");
+  EXPECT_FALSE(config.exec.has_value());
+  EXPECT_EQ(test::read_file(dir_ / "seen"), "get-token --cluster=main quiet");
+  EXPECT_EQ(test::read_file(dir_ / "exec-info"),
+            R"({"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":)"
+            R"({"interactive":false,"cluster":{"server":"https://10.0.0.1:6443"}}})");
+}
+
+TEST_F(KubeconfigTest, AnExecPluginThatFailsIsNamedWithWhatWentWrong) {
+  const auto with = [&](const std::string& command, const std::string& extra = "") {
+    auto c =
+        parse_kubeconfig(two_contexts("main-ctx", "",
+                                      "    exec:\n"
+                                      "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+                                      "      command: " +
+                                          command +
+                                          "\n"
+                                          "      installHint: see https://example/install\n" +
+                                          extra),
+                         dir_.path(), "kubeconfig k", "", true);
+    return c;
+  };
+  auto missing = with("no-such-auth-plugin-here");
+  expect_error([&] { run_exec_plugin(missing); },
+               {"users[name=admin].user.exec (no-such-auth-plugin-here): cannot run it",
+                "see https://example/install"});
+  write_file(dir_ / "fail", "#!/bin/sh\nexit 3\n");
+  write_file(dir_ / "garbage", "#!/bin/sh\necho not json at all: [\n");
+  write_file(dir_ / "wrongversion",
+             "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+             "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"t\"}}'\n");
+  write_file(dir_ / "empty",
+             "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\","
+             "\"kind\":\"ExecCredential\",\"status\":{}}'\n");
+  write_file(dir_ / "slow", "#!/bin/sh\nexec sleep 30\n");
+  for (const char* f : {"fail", "garbage", "wrongversion", "empty", "slow"}) {
+    std::filesystem::permissions(dir_ / f, std::filesystem::perms::owner_all);
+  }
+  auto fail = with("./fail");
+  expect_error([&] { run_exec_plugin(fail); }, {"exited with status 3"});
+  auto garbage = with("./garbage");
+  expect_error([&] { run_exec_plugin(garbage); },
+               {"(" + (dir_ / "garbage").string() + ")", "its answer is not JSON"});
+  auto wrong = with("./wrongversion");
+  expect_error([&] { run_exec_plugin(wrong); },
+               {"its answer's apiVersion is not client.authentication.k8s.io/v1beta1"});
+  auto empty = with("./empty");
+  expect_error([&] { run_exec_plugin(empty); }, {"neither status.token nor"});
+  auto slow = with("./slow");
+  expect_error([&] { run_exec_plugin(slow, std::chrono::milliseconds(300)); },
+               {"no answer within 300 ms"});
+  expect_error(
+      [&] {
+        parse_kubeconfig(
+            two_contexts("main-ctx", "", "    exec:\n      apiVersion: v9\n      command: x\n"),
+            dir_.path(), "kubeconfig k", "", true);
+      },
+      {"users[name=admin].user.exec.apiVersion \"v9\" is not client.authentication.k8s.io/v1"});
+}
+
 TEST_F(KubeconfigTest, RelativeFilePathsResolveAgainstTheBaseDirectory) {
   write_file(dir_ / "pki/ca.crt", "ca");
   write_file(dir_ / "pki/client.crt", "cert");
