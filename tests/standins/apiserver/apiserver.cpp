@@ -758,9 +758,9 @@ struct ApiServerStandin::Impl {
   // ---- Events -------------------------------------------------------------------------------
 
   // POST /api/v1/namespaces/{ns}/events with kube-apiserver's rules for core/v1 Events: the
-  // object's namespace (if given) is the URL's, a name or generateName, a DNS-1123 subdomain
-  // name, involvedObject.namespace equal to the Event's (for Events without eventTime; with
-  // one: reportingComponent, reportingInstance, action and reason required), the namespace must
+  // object's namespace (if given) is the URL's, a name or generateName that is a path segment,
+  // involvedObject.namespace equal to the Event's (for Events without eventTime; with one:
+  // reportingComponent, reportingInstance, action and reason required), the namespace must
   // exist, a taken name is 409 AlreadyExists.
   void create_event(const httplib::Request& req, httplib::Response& res, const std::string& ns) {
     json event = json::parse(req.body, nullptr, false);
@@ -790,12 +790,11 @@ struct ApiServerStandin::Impl {
     if (name.empty()) {
       return invalid("metadata.name", "Required value: name or generateName is required");
     }
-    if (!dns_subdomain(name)) {
-      return invalid("metadata.name",
-                     "Invalid value: \"" + name +
-                         "\": a lowercase RFC 1123 subdomain must consist of lower case "
-                         "alphanumeric characters, '-' or '.', and must start and end with an "
-                         "alphanumeric character");
+    // core/v1 Events get only the generic name check (a path segment), not the DNS rules of
+    // events.k8s.io.
+    if (name == "." || name == ".." || name.find_first_of("/%") != std::string::npos) {
+      return invalid("metadata.name", "Invalid value: \"" + name +
+                                          "\": may not be '.' or '..' or contain '/' or '%'");
     }
     const json involved = event.value("involvedObject", json::object());
     const std::string involved_ns = involved.value("namespace", "");
@@ -805,6 +804,10 @@ struct ApiServerStandin::Impl {
                        "Invalid value: \"" + involved_ns + "\": does not match event.namespace");
       }
     } else {
+      if (involved_ns.empty() && ns != "default" && ns != "kube-system") {
+        return invalid("involvedObject.namespace",
+                       "Invalid value: \"\": does not match event.namespace");
+      }
       for (const char* field : {"reportingComponent", "reportingInstance", "action", "reason"}) {
         if (event.value(field, "").empty()) return invalid(field, "Required value");
       }
@@ -830,14 +833,6 @@ struct ApiServerStandin::Impl {
     objects[key] = event;
     record_event("ADDED", event, nullptr);
     reply(res, 201, event);
-  }
-
-  static bool dns_subdomain(const std::string& name) {
-    if (name.empty() || name.size() > 253) return false;
-    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-    if (!alnum(name.front()) || !alnum(name.back())) return false;
-    return std::all_of(name.begin(), name.end(),
-                       [&](char c) { return alnum(c) || c == '-' || c == '.'; });
   }
 
   // ---- pods/proxy -----------------------------------------------------------------------------
