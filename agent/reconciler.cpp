@@ -267,6 +267,12 @@ bool Reconciler::reconcile_enrolment(const std::string& uid) {
     }
     return true;
   }
+  // To enrol but no sandbox yet (a pod just created): the plugin's ADD enrols it, and there is
+  // nothing to confirm (enrol() would do nothing with it).
+  if (want && !current && pod->ips.empty()) {
+    d_.log->debug("pod {} has no IP yet; leaving it to the plugin", who(*pod));
+    return true;
+  }
   // The watch caches may lag behind what the plugin just saw: confirm a change of state with a
   // fresh read before acting on it.
   if (pod && !finished(*pod)) {

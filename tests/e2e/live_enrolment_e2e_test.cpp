@@ -414,5 +414,23 @@ TEST_F(LiveEnrolment, AnEventDoesNotWaitBehindARetrysBackoff) {
       << "the deletion waited for the retry's backoff";
 }
 
+TEST_F(LiveEnrolment, APodWithoutASandboxYetCostsNoApiRead) {
+  // Created in an ambient namespace, not yet started: nothing for the agent to do (the plugin's
+  // ADD enrols it), so no fresh read of the pod and its namespace either — two per new pod on a
+  // busy node, for nothing.
+  ASSERT_TRUE(start_agent_with_demo_ambient());
+  std::this_thread::sleep_for(500ms);
+  env_->api().clear_requests();
+  Pod p{"demo", "fresh", "uid-fresh", "", "10.198.9.9", "", "c-fresh"};
+  env_->api().put(e2e::pod_object(p, json::object(), /*running=*/false));
+  std::this_thread::sleep_for(1500ms);  // the reconciler has seen the pod's event
+  for (const auto& r : env_->api().requests()) {
+    EXPECT_FALSE(r.method == "GET" && r.path == "/api/v1/namespaces/demo/pods/fresh")
+        << "the agent read " << r.path << "?" << r.query << " (" << r.user
+        << ") for a pod without a sandbox";
+  }
+  EXPECT_TRUE(env_->ztunnel().pods().empty());
+}
+
 }  // namespace
 }  // namespace ambient
