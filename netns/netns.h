@@ -1,10 +1,12 @@
 // Network namespace handles and the one safe way to work inside a namespace.
 //
-// Entering a netns changes the calling thread's view of the network. A thread that setns()es and
-// then returns to a pool would leak that view into unrelated work, so run_in() always uses a new
-// std::thread that enters the namespace, runs the function, and exits (containernetworking's
-// "dedicated thread, never reused" rule). Sockets and netlink handles created inside keep the
-// namespace they were created in.
+// Entering a netns changes the calling thread's view of the network, so work inside one never
+// runs on the caller's thread: run_in() hands it to a worker thread that enters the namespace,
+// runs the function, and setns()es back to the process's namespace. A worker goes back to the
+// small pool only when it is verifiably home again (its netns inode), so no later work ever runs
+// where it did not ask to; one that cannot get home exits (containernetworking's "never reuse a
+// thread whose namespace is unknown" rule, kept without a new thread per call: decision 018).
+// Sockets and netlink handles created inside keep the namespace they were created in.
 #pragma once
 
 #include <sys/types.h>
@@ -62,20 +64,21 @@ class NetnsHandle {
 };
 
 namespace detail {
-// Runs fn on a new thread that first setns()es into ns_fd (or, when ns_fd < 0, unshare()s a new
-// empty netns); rethrows whatever fn threw on the caller's thread.
-void run_on_fresh_thread(int ns_fd, const std::function<void()>& fn);
+// Runs fn on a worker thread that first setns()es into ns_fd (or, when ns_fd < 0, unshare()s a
+// new empty netns) and afterwards returns to the process's netns; rethrows whatever fn threw on
+// the caller's thread.
+void run_on_netns_thread(int ns_fd, const std::function<void()>& fn);
 }  // namespace detail
 
-// Runs fn inside ns on a dedicated thread and returns its result; exceptions propagate.
+// Runs fn inside ns on a worker thread and returns its result; exceptions propagate.
 template <class F>
 auto run_in(const NetnsHandle& ns, F&& fn) -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   if constexpr (std::is_void_v<R>) {
-    detail::run_on_fresh_thread(ns.fd(), [&] { fn(); });
+    detail::run_on_netns_thread(ns.fd(), [&] { fn(); });
   } else {
     std::optional<R> out;
-    detail::run_on_fresh_thread(ns.fd(), [&] { out.emplace(fn()); });
+    detail::run_on_netns_thread(ns.fd(), [&] { out.emplace(fn()); });
     return std::move(*out);
   }
 }
@@ -91,10 +94,10 @@ template <class F>
 auto run_in_scratch_netns(F&& fn) -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   if constexpr (std::is_void_v<R>) {
-    detail::run_on_fresh_thread(-1, [&] { fn(); });
+    detail::run_on_netns_thread(-1, [&] { fn(); });
   } else {
     std::optional<R> out;
-    detail::run_on_fresh_thread(-1, [&] { out.emplace(fn()); });
+    detail::run_on_netns_thread(-1, [&] { out.emplace(fn()); });
     return std::move(*out);
   }
 }

@@ -32,6 +32,8 @@ struct Batch {
 // queries outside the transaction), a kernel handle or position, an echo request.
 Batch from_recording(const std::vector<std::string>& sendmsg_payloads);
 
+// Batches built here rather than recorded (nft_built.cpp):
+
 // One change to a named set of an inet table: add the element whose key is `key` (the bytes of
 // the address, network order) with `comment` (as `add element ... { key comment "..." }`), or
 // delete it (`delete element`: an absent element fails the whole transaction).
@@ -48,6 +50,11 @@ struct SetElementOp {
 // netns — the node's iptables-nft tables included — for one element). One message per op.
 // Throws NetnsError(InvalidArgument) for an empty set name or a key that is not 4 or 16 bytes.
 Batch set_elements_batch(std::string_view table, const std::vector<SetElementOp>& ops);
+
+// `add table inet T` + `delete table inet T` for each table, built here: the removal that
+// succeeds whether or not the tables exist (what libnftables sends for the same text; a test
+// compares them), without libnftables' cache of the netns.
+Batch remove_tables_batch(const std::vector<std::string_view>& tables);
 
 // Sends the batch on a new NETLINK_NETFILTER socket in the calling thread's netns and reads
 // every answer. Returns normally only when the kernel reported no error (it answers each message

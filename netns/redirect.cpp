@@ -313,8 +313,17 @@ void apply(const NetnsHandle& ns, const RedirectPlan& plan, const ApplyHooks& ho
 }
 
 void remove(const NetnsHandle& ns) {
+  static const nft::Batch removal =
+      nft::remove_tables_batch({std::begin(kAllTables), std::end(kAllTables)});
   run_in(ns, [&] {
-    nft::run(render_removal(), fmt::format("remove redirection tables in netns {}", ns.path()));
+    try {
+      nft::replay_here(removal);
+    } catch (const NetnsError& e) {
+      // The same removal through libnftables, which says what it could not do.
+      spdlog::info("netns {}: table removal batch refused ({}); using libnftables", ns.path(),
+                   e.what());
+      nft::run(render_removal(), fmt::format("remove redirection tables in netns {}", ns.path()));
+    }
     remove_routing_here();
   });
   spdlog::debug("netns {}: redirection removed", ns.path());

@@ -1,11 +1,14 @@
-// NetnsHandle and run_in: validation kinds and the dedicated-thread contract.
+// NetnsHandle and run_in: validation kinds and the worker-thread contract.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "netns/error.h"
@@ -72,7 +75,7 @@ TEST(NetnsHandle, AdoptValidatesAndClosesOnFailure) {
   EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "fd must be closed after a failed adopt";
 }
 
-TEST(NetnsHandle, RunInEntersOnAFreshThreadAndLeavesCallerAlone) {
+TEST(NetnsHandle, RunInEntersOnAWorkerThreadAndLeavesCallerAlone) {
   AMBIENT_REQUIRE_ROOT();
   Topology topo;
   NetnsHandle pod = topo.open(topo.pod());
@@ -105,6 +108,49 @@ TEST(NetnsHandle, ScratchNetnsIsNewAndEmpty) {
   const auto caller_ns = thread_netns_inode();
   const auto seen = run_in_scratch_netns([] { return thread_netns_inode(); });
   EXPECT_NE(seen, caller_ns);
+}
+
+// Worker threads are reused (no thread per call), and every task runs in exactly the namespace
+// it asked for, whatever the task before did to its thread: it entered another namespace itself,
+// threw, or the task was started from inside a namespace.
+TEST(NetnsHandle, ReusedWorkersAlwaysRunInTheNamespaceAsked) {
+  AMBIENT_REQUIRE_ROOT();
+  Topology topo;
+  NetnsHandle pod = topo.open(topo.pod());
+  NetnsHandle host = topo.open(topo.host());
+  const auto caller_ns = thread_netns_inode();
+  std::set<std::thread::id> workers;
+  auto where = [&](const NetnsHandle& ns) {
+    return run_in(ns, [&] {
+      workers.insert(std::this_thread::get_id());
+      return thread_netns_inode();
+    });
+  };
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(where(i % 2 ? pod : host), (i % 2 ? pod : host).inode());
+  }
+  EXPECT_LT(workers.size(), 20u) << "a new thread for every call";
+
+  // A task that moves its thread elsewhere and throws: the next task is where it asked.
+  EXPECT_THROW(run_in(pod,
+                      [&] {
+                        ASSERT_EQ(setns(host.fd(), CLONE_NEWNET), 0);
+                        throw std::runtime_error("moved and failed");
+                      }),
+               std::runtime_error);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(where(pod), pod.inode());
+  EXPECT_NE(run_in_scratch_netns([] { return thread_netns_inode(); }), pod.inode());
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(where(host), host.inode());
+
+  // Started from inside a namespace: the nested task's worker still enters the one it asked for,
+  // and the outer task is still where it was.
+  const auto nested = run_in(pod, [&] {
+    const auto inner = where(host);
+    return std::pair{inner, thread_netns_inode()};
+  });
+  EXPECT_EQ(nested.first, host.inode());
+  EXPECT_EQ(nested.second, pod.inode());
+  EXPECT_EQ(thread_netns_inode(), caller_ns);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// set_elements_batch (nft_batch.h): element adds and deletes as netlink bytes, laid out as
-// libmnl/libnftnl lay them out for libnftables, so the kernel sees exactly what `nft add element`
-// would send.
+// The batches nft_batch.h builds itself (element changes, table removal): netlink bytes laid out
+// as libmnl/libnftnl lay them out for libnftables, so the kernel sees exactly what nft would send
+// for the same commands.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <linux/netfilter.h>
@@ -130,6 +130,35 @@ Batch set_elements_batch(std::string_view table, const std::vector<SetElementOp>
     w.end_nest(elements);
     w.end_message(msg);
     batch.messages.push_back(describe(table, op));
+  }
+  w.end_message(
+      w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  batch.bytes = w.take();
+  return batch;
+}
+
+Batch remove_tables_batch(const std::vector<std::string_view>& tables) {
+  Batch batch;
+  Writer w;
+  std::uint32_t seq = 0;
+  w.end_message(
+      w.begin_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    if (tables[i].empty()) throw NetnsError(ErrorKind::InvalidArgument, "table batch: no name");
+    // add (made if missing, no error if there), then delete: absent afterwards either way.
+    std::size_t m = w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE, NLM_F_REQUEST,
+                                    seq++, NFPROTO_INET, 0);
+    w.strz(NFTA_TABLE_NAME, tables[i]);
+    w.attr(NFTA_TABLE_FLAGS, std::string(4, '\0'));
+    w.end_message(m);
+    batch.messages.push_back(fmt::format("add table inet {}", tables[i]));
+    std::uint16_t flags = NLM_F_REQUEST;
+    if (i + 1 == tables.size()) flags |= NLM_F_ACK;
+    m = w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, flags, seq++, NFPROTO_INET,
+                        0);
+    w.strz(NFTA_TABLE_NAME, tables[i]);
+    w.end_message(m);
+    batch.messages.push_back(fmt::format("delete table inet {}", tables[i]));
   }
   w.end_message(
       w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
