@@ -36,7 +36,9 @@
 #   mounts of $state/node/<dir>: /etc/cni/net.d, /opt/cni/bin, /var/lib/kubelet,
 #   /var/lib/containerd, /var/lib/cni, /var/log/pods, /var/log/containers, /run/containerd,
 #   /run/netns (= /var/run/netns, where containerd binds pod netns cni-<uuid>), /run/ztunnel,
-#   /run/ambient-cni; then `mount --make-rshared /`, so hostPath volumes with mountPropagation
+#   /run/ambient-cni (the /run ones but containerd's on a tmpfs of the node's, as /run is on a
+#   real node); then
+#   `mount --make-rshared /`, so hostPath volumes with mountPropagation
 #   HostToContainer (the DaemonSet's /var/run/netns) work unchanged. A mount point missing on the
 #   machine (/opt/cni, /var/lib/kubelet...) is never created on the machine's file system: its
 #   nearest existing parent (/opt, /var/lib, /var/log, /run) is covered, in the node only, by an
@@ -329,6 +331,10 @@ node_mounts() {
   for d in "${NODE_DIRS[@]}"; do
     p=${d#*:}
     mkdir -p "$p"
+    # /run is a tmpfs on a real node (what the agents write there, an fsync included, costs
+    # what it costs there); inside the node only, so the machine's mount table is untouched.
+    # containerd's stays the state dir's: tests reach its socket from the machine.
+    [[ ${d%%:*} == run-* && ${d%%:*} != run-containerd ]] && mount -t tmpfs -o mode=0755,size=256m "ambient-node-${d%%:*}" "$state/node/${d%%:*}"
     mount --bind "$state/node/${d%%:*}" "$p"
   done
   for s in "${KUBELET_SYSCTLS[@]}"; do

@@ -77,6 +77,8 @@ struct Options {
   std::string containerd_log, json_out;
   int runs = 40, burst = 110, rss_pods = 250, churn = 1000, churn_workers = 4;
   int kubelet_pods = 20, label_pods = 100;
+  std::set<std::string> rows;  // empty: all of the phase's rows
+  bool wants(const std::string& row) const { return rows.empty() || rows.count(row) > 0; }
 };
 
 ambient::kube::Client api_client(const std::string& kubeconfig) {
@@ -284,34 +286,56 @@ class Plugin {
   json base_;
 };
 
-// The node agent's process (by its command name) and what it uses.
+// The node agent's process (by its command name: the oldest such process, the container's main
+// one) and what it uses.
 struct AgentUsage {
-  long rss_kb = 0;
+  int pid = 0;
+  long rss_kb = 0, anon_kb = 0;
   double cpu_s = 0;
 };
 std::optional<AgentUsage> agent_usage(const std::string& comm) {
+  std::optional<AgentUsage> best;
+  unsigned long long best_start = 0;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const auto pid = e.path().filename().string();
     if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
     std::string c = slurp(e.path() / "comm");
     while (!c.empty() && c.back() == '\n') c.pop_back();
     if (c != comm) continue;
-    AgentUsage u;
-    std::istringstream status(slurp(e.path() / "status"));
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) u.rss_kb = std::stol(line.substr(6));
-    }
-    // /proc/<pid>/stat: fields 14 and 15 are utime and stime in clock ticks (after the comm,
-    // which is in parentheses and may hold spaces).
+    // /proc/<pid>/stat after the comm (in parentheses, may hold spaces): fields 14 to 17 are
+    // utime, stime, cutime and cstime, 22 the start time, in clock ticks.
     const std::string stat = slurp(e.path() / "stat");
     std::istringstream rest(stat.substr(stat.rfind(')') + 2));
     std::vector<std::string> f{std::istream_iterator<std::string>(rest), {}};
-    if (f.size() > 13) {
-      u.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    if (f.size() < 20) continue;
+    const unsigned long long start = std::stoull(f[19]);
+    if (best && start >= best_start) continue;
+    AgentUsage u;
+    u.pid = std::stoi(pid);
+    // utime + stime + cutime + cstime: the programs an agent runs for its work (Istio's runs nft
+    // or iptables-restore per pod) are part of what it costs.
+    u.cpu_s = (std::stod(f[11]) + std::stod(f[12]) + std::stod(f[13]) + std::stod(f[14])) /
+              static_cast<double>(sysconf(_SC_CLK_TCK));
+    std::istringstream status(slurp(e.path() / "status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) u.rss_kb = std::stol(line.substr(6));
+      if (line.rfind("RssAnon:", 0) == 0) u.anon_kb = std::stol(line.substr(8));
     }
-    return u;
+    best = u;
+    best_start = start;
   }
-  return std::nullopt;
+  return best;
+}
+
+// The agent before and after a measure must be the same process.
+AgentUsage same_agent(const std::string& comm, const AgentUsage& before) {
+  const auto now = agent_usage(comm);
+  if (!now) throw std::runtime_error("no process named " + comm + " any more");
+  if (now->pid != before.pid) {
+    throw std::runtime_error("the agent restarted during the measure (pid " +
+                             std::to_string(before.pid) + " → " + std::to_string(now->pid) + ")");
+  }
+  return *now;
 }
 
 json stats(const std::vector<double>& ms) {
@@ -466,6 +490,7 @@ json rss(const Options& o, Api& api, AnnotationWatch& watch, const Plugin& plugi
   api.ensure_namespace("bench-rss", true);
   std::this_thread::sleep_for(3s);
   const auto before = agent_usage(o.agent_comm);
+  if (!before) throw std::runtime_error("no process named " + o.agent_comm);
   auto pods = make_pods(api, "bench-rss", "r", o.rss_pods, 2000);
   std::this_thread::sleep_for(2s);
   std::atomic<size_t> next{0};
@@ -485,14 +510,15 @@ json rss(const Options& o, Api& api, AnnotationWatch& watch, const Plugin& plugi
   int annotated = 0;
   for (const auto& p : pods) annotated += watch.enabled("bench-rss/" + p.name, 30s) ? 1 : 0;
   std::this_thread::sleep_for(5s);
-  const auto with = agent_usage(o.agent_comm);
+  const auto with = same_agent(o.agent_comm, *before);
   release_pods(api, plugin, "bench-rss", pods);
-  if (!before || !with) throw std::runtime_error("no process named " + o.agent_comm);
   return {{"pods", o.rss_pods},
           {"failed_adds", failed.load()},
           {"annotated", annotated},
           {"rss_before_mib", before->rss_kb / 1024.0},
-          {"rss_with_pods_mib", with->rss_kb / 1024.0}};
+          {"anon_before_mib", before->anon_kb / 1024.0},
+          {"rss_with_pods_mib", with.rss_kb / 1024.0},
+          {"anon_with_pods_mib", with.anon_kb / 1024.0}};
 }
 
 // C cycles of create → ADD → DEL → delete by `churn_workers` workers; the agent's CPU seconds
@@ -522,14 +548,13 @@ json churn(const Options& o, Api& api, const Plugin& plugin) {
   for (auto& t : workers) t.join();
   const double wall = ms_between(t0, Clock::now()) / 1000.0;
   std::this_thread::sleep_for(5s);
-  const auto after = agent_usage(o.agent_comm);
-  if (!after) throw std::runtime_error("the agent is gone after the churn");
+  const auto after = same_agent(o.agent_comm, *before);
   api.clear_namespace("bench-churn");
   return {{"cycles", o.churn},
           {"add_failures", add_failures.load()},
           {"wall_s", wall},
-          {"agent_cpu_s", after->cpu_s - before->cpu_s},
-          {"rss_after_mib", after->rss_kb / 1024.0}};
+          {"agent_cpu_s", after.cpu_s - before->cpu_s},
+          {"rss_after_mib", after.rss_kb / 1024.0}};
 }
 
 // --- kubelet phase ------------------------------------------------------------------------------
@@ -653,6 +678,9 @@ int main(int argc, char** argv) {
     c->add_option("--system", o.system, "label in the results")->required();
     c->add_option("--kubeconfig", o.kubeconfig, "cluster-admin kubeconfig")->required();
     c->add_option("--json", o.json_out)->required();
+    c->add_option("--rows", o.rows,
+                  "only these rows (exec: excluded untouched enrolled burst rss "
+                  "churn; kubelet: sandboxes label)");
   };
   auto* ex = app.add_subcommand("exec", "the plugin exec'd directly (kubelet stopped)");
   common(ex);
@@ -680,25 +708,41 @@ int main(int argc, char** argv) {
     if (ex->parsed()) {
       const Plugin plugin(o);
       AnnotationWatch watch(o.kubeconfig);
-      say(o.system + ": excluded ADD");
-      out["excluded_add"] = excluded_add(o, plugin);
-      say(o.system + ": untouched ADD");
-      out["untouched_add"] = untouched_add(o, api, plugin);
-      say(o.system + ": enrolled ADD");
-      out["enrolled_add"] = enrolled_add(o, api, watch, plugin);
-      say(o.system + ": burst of " + std::to_string(o.burst));
-      out["burst"] = burst(o, api, watch, plugin);
-      say(o.system + ": RSS with " + std::to_string(o.rss_pods) + " pods");
-      out["rss"] = rss(o, api, watch, plugin);
-      say(o.system + ": churn of " + std::to_string(o.churn));
-      out["churn"] = churn(o, api, plugin);
+      if (o.wants("excluded")) {
+        say(o.system + ": excluded ADD");
+        out["excluded_add"] = excluded_add(o, plugin);
+      }
+      if (o.wants("untouched")) {
+        say(o.system + ": untouched ADD");
+        out["untouched_add"] = untouched_add(o, api, plugin);
+      }
+      if (o.wants("enrolled")) {
+        say(o.system + ": enrolled ADD");
+        out["enrolled_add"] = enrolled_add(o, api, watch, plugin);
+      }
+      if (o.wants("burst")) {
+        say(o.system + ": burst of " + std::to_string(o.burst));
+        out["burst"] = burst(o, api, watch, plugin);
+      }
+      if (o.wants("rss")) {
+        say(o.system + ": RSS with " + std::to_string(o.rss_pods) + " pods");
+        out["rss"] = rss(o, api, watch, plugin);
+      }
+      if (o.wants("churn")) {
+        say(o.system + ": churn of " + std::to_string(o.churn));
+        out["churn"] = churn(o, api, plugin);
+      }
     } else {
-      say(o.system + ": kubelet sandboxes (ambient)");
-      out["kubelet_enrolled"] = kubelet_sandboxes(o, api, "bench-kmesh", true);
-      say(o.system + ": kubelet sandboxes (plain)");
-      out["kubelet_plain"] = kubelet_sandboxes(o, api, "bench-kplain", false);
-      say(o.system + ": label → " + std::to_string(o.label_pods) + " pods served");
-      out["label"] = label_to_served(o, api);
+      if (o.wants("sandboxes")) {
+        say(o.system + ": kubelet sandboxes (ambient)");
+        out["kubelet_enrolled"] = kubelet_sandboxes(o, api, "bench-kmesh", true);
+        say(o.system + ": kubelet sandboxes (plain)");
+        out["kubelet_plain"] = kubelet_sandboxes(o, api, "bench-kplain", false);
+      }
+      if (o.wants("label")) {
+        say(o.system + ": label → " + std::to_string(o.label_pods) + " pods served");
+        out["label"] = label_to_served(o, api);
+      }
     }
   } catch (const std::exception& e) {
     std::cerr << "mesh_bench: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 # Ours and Istio's istio-cni side by side on one real node (issue 14), in one run:
 #
 #   bench/mesh/run.sh [--systems "ours istio-nftables istio-iptables"] [--quick] [--out DIR]
+#                     [--keep]   (the cluster stays up, the last system installed)
 #
 # For each system in turn, on the same cluster (scripts/cluster.sh), the same API server and the
 # same Istio ztunnel:
@@ -27,8 +28,10 @@ cd "$repo"
 SYSTEMS="ours istio-nftables istio-iptables"
 OUT=bench/results/mesh
 QUICK=0
+KEEP=0
 while (($#)); do
   case "$1" in
+    --keep) KEEP=1; shift ;;  # leave the cluster up with the last system installed
     --systems) SYSTEMS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
@@ -66,9 +69,12 @@ ISTIO_IMAGE=$(awk -F'\t' '$1 !~ /^#/ {print $2; exit}' build/images-istio/IMAGES
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-exec 9>/tmp/ambient-node.lock
-say "waiting for the cluster lock"
-flock 9
+# (AMBIENT_NODE_LOCK_HELD=1: the caller holds it already)
+if [[ ${AMBIENT_NODE_LOCK_HELD:-0} != 1 ]]; then
+  exec 9>/tmp/ambient-node.lock
+  say "waiting for the cluster lock"
+  flock 9
+fi
 
 ZTUNNEL_PID=""
 stop_ztunnel() {
@@ -80,7 +86,7 @@ stop_ztunnel() {
 cleanup() {
   set +e
   stop_ztunnel
-  "$CLUSTER" down >/dev/null 2>&1
+  ((KEEP)) || "$CLUSTER" down >/dev/null 2>&1
 }
 trap cleanup EXIT
 
@@ -102,6 +108,10 @@ settle() {
 }
 
 conf_snapshot() { (cd "$STATE/node/etc-cni-net.d" && sha256sum -- * 2>/dev/null | sort); }
+conf_canonical() {
+  local f
+  for f in "$STATE"/node/etc-cni-net.d/*; do echo "$(basename "$f") $(jq -cS . "$f" 2>/dev/null || sha256sum <"$f")"; done
+}
 
 # --- install / uninstall ------------------------------------------------------------------------
 istio_manifest() {  # mode → rendered chart on stdout
@@ -139,14 +149,22 @@ uninstall_system() {
     istio-*)
       kc delete -f "$OUT/$1-manifest.yaml" --ignore-not-found --wait --timeout=120s >/dev/null ;;
   esac
+  # The same JSON is required; byte-identical is recorded (ours restores the bytes it found).
   local i
   for i in $(seq 1 60); do
-    [[ $(conf_snapshot) == "$CONF_BEFORE" ]] && return 0
+    [[ $(conf_canonical) == "$CONF_CANONICAL" ]] && break
     sleep 1
   done
-  echo "$1: the node's CNI configuration is not as before the install:" >&2
-  diff <(echo "$CONF_BEFORE") <(conf_snapshot) >&2 || true
-  return 1
+  if [[ $(conf_canonical) != "$CONF_CANONICAL" ]]; then
+    echo "$1: the node's CNI configuration is not as before the install:" >&2
+    diff <(echo "$CONF_CANONICAL") <(conf_canonical) >&2 || true
+    return 1
+  fi
+  if [[ $(conf_snapshot) == "$CONF_BEFORE" ]]; then
+    echo "- $1 uninstalled: the node's CNI configuration is byte-identical to before" >>"$OUT/checks.md"
+  else
+    echo "- $1 uninstalled: the node's CNI configuration holds the same JSON as before, not the same bytes" >>"$OUT/checks.md"
+  fi
 }
 
 # --- the check ----------------------------------------------------------------------------------
@@ -218,6 +236,7 @@ SNAP=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
 "$CLUSTER" node "$repo/scripts/images.sh" import --out "$repo/build/images-istio" \
   --address /run/containerd/containerd.sock --snapshotter "$SNAP" >/dev/null
 CONF_BEFORE=$(conf_snapshot)
+CONF_CANONICAL=$(conf_canonical)
 : >"$OUT/checks.md"
 
 for sys in $SYSTEMS; do
@@ -246,6 +265,7 @@ for sys in $SYSTEMS; do
     --exec-floor "$BIN/exec_floor" "${EXEC_ARGS[@]}"
   "$CLUSTER" kubelet start
   stop_ztunnel
+  [[ $KEEP == 1 && $sys == "${SYSTEMS##* }" ]] && break
   say "$sys: uninstall"
   uninstall_system "$sys"
 done
