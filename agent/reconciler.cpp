@@ -1,5 +1,7 @@
 #include "agent/reconciler.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -444,6 +446,8 @@ void Reconciler::housekeeping() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next) {
       repair_drift();
+      // What bursts of pods freed goes back to the system (glibc keeps freed heap otherwise).
+      malloc_trim(0);
       next = std::chrono::steady_clock::now() + o_.drift_interval;
     } else if (now >= next_retry) {
       for (const auto& uid : d_.enroller.pending()) d_.enroller.repair(uid);

@@ -1,4 +1,5 @@
 // ambient-cni-node: the node component's CLI (DaemonSet entry point and operator tools).
+#include <malloc.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -6,6 +7,10 @@
 #include "node/commands.h"
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that meets contention an arena of its own (up to 8 per CPU), and an
+  // arena keeps what a burst of pods made it grow to: two are plenty for a node agent's dozen
+  // threads (the agent's anonymous memory after a 110-pod burst: 12 MiB with the default).
+  mallopt(M_ARENA_MAX, 2);
   // stdout belongs to command output (explain, status, redirect --dry-run); logs go to stderr.
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(
       "ambient-cni-node", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
