@@ -294,7 +294,10 @@ struct Agent::Impl final : PluginRequests {
       h.name = p.pod().name;
       h.namespace_ = p.pod().namespace_;
       h.held = true;
-      h.state = p.releasing ? "releasing" : p.pending ? "pending" : "enrolled";
+      h.state = p.releasing   ? "releasing"
+                : p.enrolling ? "enrolling"
+                : p.pending   ? "pending"
+                              : "enrolled";
       if (const auto connection = zds->acked_by(h.uid)) {
         h.ztunnel_acked = true;
         h.ztunnel_connection = *connection;

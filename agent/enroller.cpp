@@ -83,6 +83,7 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   Rollback undo(*d_.log, "pod " + who(p));
   EnrolledPod pod{e, nullptr};
   pod.enrolment.enrolled_at = previous ? previous->enrolment.enrolled_at : unix_now();
+  pod.enrolling = true;
   // Unwinds what this attempt did (newest first) and reports the failure.
   const auto fail = [&](const char* result, const std::string& msg, std::string details) {
     const auto left = undo.unwind();
@@ -179,6 +180,7 @@ Outcome Enroller::enrol(const Enrolment& e, Source source) {
   }
   phases.mark("annotation");
   undo.commit();
+  d_.pods.mark_enrolled(p.uid);
 
   const auto took = Clock::now() - started;
   d_.metrics.observe_add_latency(took);

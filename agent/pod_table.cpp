@@ -48,6 +48,11 @@ void PodTable::mark_releasing(const std::string& uid) {
   if (const auto it = pods_.find(uid); it != pods_.end()) it->second.releasing = true;
 }
 
+void PodTable::mark_enrolled(const std::string& uid) {
+  std::lock_guard g(mu_);
+  if (const auto it = pods_.find(uid); it != pods_.end()) it->second.enrolling = false;
+}
+
 std::optional<EnrolledPod> PodTable::get(const std::string& uid) const {
   std::lock_guard g(mu_);
   const auto it = pods_.find(uid);

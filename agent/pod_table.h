@@ -25,6 +25,10 @@ struct EnrolledPod {
   // Being released: left out of ztunnel snapshots from before its ZDS del on (in memory only),
   // so a ztunnel that connects while a release runs is never handed a pod nobody will delete.
   bool releasing = false;
+  // Being enrolled: recorded (so a ztunnel connecting now gets it in its snapshot), but ztunnel's
+  // ack or the annotation is still to come (in memory only): `status` and explain must not call
+  // it enrolled yet.
+  bool enrolling = false;
 
   const rundir::PodRecord& pod() const { return enrolment.pod; }
   const std::string& uid() const { return enrolment.pod.uid; }
@@ -57,6 +61,7 @@ class PodTable {
   void adopt(EnrolledPod pod);
   void erase(const std::string& uid);
   void mark_releasing(const std::string& uid);
+  void mark_enrolled(const std::string& uid);  // its enrolment is complete (clears `enrolling`)
   std::optional<EnrolledPod> get(const std::string& uid) const;
   std::optional<EnrolledPod> find_by_container(const std::string& container_id) const;
   std::vector<EnrolledPod> all() const;

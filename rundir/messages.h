@@ -31,7 +31,8 @@ struct HeldPod {
   std::string uid;
   std::string name;
   std::string namespace_;
-  // "enrolled", "pending" (held, rules not in place: retried), "releasing", or not held:
+  // "enrolled", "enrolling" (an attempt under way: waiting for ztunnel's ack or the
+  // annotation), "pending" (held, rules not in place: retried), "releasing", or not held:
   // "failed" (the last attempt failed and was undone), "waiting" (selected, waiting for ztunnel
   // or its netns; retried)
   std::string state;

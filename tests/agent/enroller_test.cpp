@@ -126,9 +126,11 @@ class FakeZtunnel final : public ZtunnelStep {
  public:
   explicit FakeZtunnel(World& w) : w_(w) {}
   void add(const ZdsWorkload& wl) override {
+    if (on_add) on_add(wl.uid);
     if (w_.fail == "ztunnel") throw ZdsError(ZdsError::Kind::kNack, "ztunnel refused add: boom");
     w_.ztunnel.insert(wl.uid);
   }
+  std::function<void(const std::string& uid)> on_add;  // while the enroller waits for the ack
   void del(const std::string& uid) override { w_.ztunnel.erase(uid); }
   std::size_t connections() const override { return 1; }
 
@@ -433,6 +435,31 @@ TEST_F(EnrollerTest, ARestoreThatCannotReapplyLeavesThePodPendingUntilARetryWork
   EXPECT_NE(calls[0].text.find("nft: injected"), std::string::npos) << calls[0].text;
   EXPECT_EQ(calls[1].kind, PodReport::Problem::kPending);
   EXPECT_EQ(calls[2].what, "enrolled");
+}
+
+// Found on the real node: while an ADD waits for ztunnel (up to 5 s when none is connected) the
+// pod is already in the table (a ztunnel connecting meanwhile must get it in its snapshot);
+// `status` showed it as enrolled. It is "enrolling" until the enrolment is complete, and a failed
+// attempt leaves nothing.
+TEST_F(EnrollerTest, APodIsEnrollingUntilItsEnrolmentIsComplete) {
+  std::optional<bool> enrolling_during_add;
+  ztunnel_.on_add = [&](const std::string& uid) {
+    const auto p = pods_->get(uid);
+    enrolling_during_add = p.has_value() && p->enrolling;
+  };
+  ASSERT_TRUE(enroller_->enrol(pod("web")).ok);
+  EXPECT_EQ(enrolling_during_add, true);
+  EXPECT_FALSE(pods_->get("uid-web")->enrolling);
+  w_.fail = "ztunnel";
+  enrolling_during_add.reset();
+  EXPECT_FALSE(enroller_->enrol(pod("db")).ok);
+  EXPECT_EQ(enrolling_during_add, true);
+  EXPECT_FALSE(pods_->get("uid-db").has_value());
+  // A re-enrolment that fails puts back the complete one.
+  auto changed = pod("web");
+  changed.redirect.dns_capture = false;
+  EXPECT_FALSE(enroller_->enrol(changed).ok);
+  EXPECT_FALSE(pods_->get("uid-web")->enrolling);
 }
 
 TEST_F(EnrollerTest, TheAgentsOwnEnrolmentsAndSettingChangesAreNotReportedByTheEnroller) {
