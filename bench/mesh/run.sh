@@ -52,7 +52,10 @@ die() { echo "mesh bench: $*" >&2; exit 1; }
 STATE=/var/lib/ambient-cni/cluster
 CLUSTER="$repo/scripts/cluster.sh"
 BIN="$repo/build/bin"
-kc() { "$CLUSTER" kubectl "$@"; }
+# The cluster lock's fd (9) is not for the node's processes: started from here they would hold
+# the lock for as long as they run (--keep: for good).
+cl() { "$CLUSTER" "$@" 9>&-; }
+kc() { cl kubectl "$@"; }
 
 # --- peers, builds, images ----------------------------------------------------------------------
 scripts/deps.sh
@@ -86,7 +89,7 @@ stop_ztunnel() {
 cleanup() {
   set +e
   stop_ztunnel
-  ((KEEP)) || "$CLUSTER" down >/dev/null 2>&1
+  ((KEEP)) || cl down >/dev/null 2>&1
 }
 trap cleanup EXIT
 
@@ -97,13 +100,13 @@ trap cleanup EXIT
 start_ztunnel() {
   mkdir -p "$STATE/ztunnel"
   rm -f "$STATE/ztunnel/status"  # the previous run's "ready" must not satisfy settle
-  "$CLUSTER" node "$BIN/ztunnel-mesh" run --kubeconfig "$STATE/admin.kubeconfig" \
+  cl node "$BIN/ztunnel-mesh" run --kubeconfig "$STATE/admin.kubeconfig" \
     --inpod-uds /var/run/ztunnel/ztunnel.sock --dir "$STATE/ztunnel" --node-name ambient-node \
     "$@" >>"$STATE/ztunnel/mesh.log" 2>&1 &
   ZTUNNEL_PID=$!
 }
 settle() {
-  "$CLUSTER" node "$BIN/ztunnel-mesh" wait --kubeconfig "$STATE/admin.kubeconfig" \
+  cl node "$BIN/ztunnel-mesh" wait --kubeconfig "$STATE/admin.kubeconfig" \
     --dir "$STATE/ztunnel" --timeout-ms 90000 >/dev/null
 }
 
@@ -172,7 +175,7 @@ pod_netns_pid() {  # ns pod → the pid of its first container, from containerd
   local id
   id=$(kc -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[0].containerID}')
   id=${id#*://}
-  "$CLUSTER" node ctr -n k8s.io task ls | awk -v id="$id" '$1 == id {print $2}'
+  cl node ctr -n k8s.io task ls | awk -v id="$id" '$1 == id {print $2}'
 }
 in_pod_rules() {  # ns pod → "nft:<istio tables>" / "iptables:<ISTIO chains>" found in its netns
   local pid t c
@@ -229,11 +232,11 @@ check_system() {
 
 # --- the run ------------------------------------------------------------------------------------
 say "cluster up"
-"$CLUSTER" down >/dev/null 2>&1 || true
-"$CLUSTER" up >/dev/null
-"$CLUSTER" pid1 >/dev/null
+cl down >/dev/null 2>&1 || true
+cl up >/dev/null
+cl pid1 >/dev/null
 SNAP=$(sed -nE 's/^ *snapshotter = "(.*)"/\1/p' "$STATE/containerd.toml")
-"$CLUSTER" node "$repo/scripts/images.sh" import --out "$repo/build/images-istio" \
+cl node "$repo/scripts/images.sh" import --out "$repo/build/images-istio" \
   --address /run/containerd/containerd.sock --snapshotter "$SNAP" >/dev/null
 CONF_BEFORE=$(conf_snapshot)
 CONF_CANONICAL=$(conf_canonical)
@@ -254,16 +257,16 @@ for sys in $SYSTEMS; do
   start_ztunnel --frozen
   settle
   say "$sys: through the kubelet"
-  "$CLUSTER" node "$BIN/mesh_bench" kubelet --system "$sys" \
+  cl node "$BIN/mesh_bench" kubelet --system "$sys" \
     --kubeconfig "$STATE/admin.kubeconfig" --json "$OUT/$sys-kubelet.json" \
     --containerd-log "$STATE/logs/containerd.log" "${KUBELET_ARGS[@]}"
   say "$sys: plugin exec'd directly (kubelet stopped)"
-  "$CLUSTER" kubelet stop
-  "$CLUSTER" node "$BIN/mesh_bench" exec --system "$sys" \
+  cl kubelet stop
+  cl node "$BIN/mesh_bench" exec --system "$sys" \
     --kubeconfig "$STATE/admin.kubeconfig" --json "$OUT/$sys-exec.json" \
     --plugin "$plugin" --conflist /etc/cni/net.d/10-bridge.conflist --agent-comm "$comm" \
     --exec-floor "$BIN/exec_floor" "${EXEC_ARGS[@]}"
-  "$CLUSTER" kubelet start
+  cl kubelet start
   stop_ztunnel
   [[ $KEEP == 1 && $sys == "${SYSTEMS##* }" ]] && break
   say "$sys: uninstall"
