@@ -115,7 +115,8 @@ TEST_F(StandinEvents, WhatKubeApiserverRefusesIsRefusedWithItsMessage) {
   e["eventTime"] = "2026-01-01T00:00:00.000000Z";  // a new-style Event needs its reporting fields
   std::tie(status, body) = post("/api/v1/namespaces/demo/events", e);
   EXPECT_EQ(status, 422);
-  EXPECT_NE(body["message"].get<std::string>().find("reportingComponent: Required value"), std::string::npos)
+  EXPECT_NE(body["message"].get<std::string>().find("reportingComponent: Required value"),
+            std::string::npos)
       << body.dump();
   auto nowhere = event("web.5", "gone");
   nowhere["metadata"]["namespace"] = "gone";
