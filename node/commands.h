@@ -12,6 +12,7 @@ void add_redirect_command(CLI::App& app);
 void add_agent_command(CLI::App& app);
 void add_install_command(CLI::App& app);
 void add_uninstall_command(CLI::App& app);
+void add_delete_daemonset_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 
 }  // namespace ambient::node

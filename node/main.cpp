@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ambient::node::add_agent_command(app);
   ambient::node::add_install_command(app);
   ambient::node::add_uninstall_command(app);
+  ambient::node::add_delete_daemonset_command(app);
   ambient::node::add_run_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;

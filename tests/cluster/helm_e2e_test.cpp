@@ -25,7 +25,6 @@ namespace {
 
 const fs::path kChart = kRepo / "install/helm/ambient-cni";
 const fs::path kHelmHome = kState / "helm";
-const std::string kKubectlImage = "registry.k8s.io/kubectl:v1.34.4";  // uninstallHook.image
 
 // What an Istio ambient user passes to `helm install istio-cni istio/cni -f`, plus this node's
 // two needs in Istio's keys.
@@ -82,11 +81,8 @@ class Helm : public ::testing::Test {
       problem_ = "helm is missing: run scripts/peers.sh helm";
       return;
     }
-    const auto up = cluster({"up"}, 1800s);
-    if (up.exit_code != 0) {
-      problem_ = "scripts/cluster.sh up failed:\n" + up.err;
-      return;
-    }
+    problem_ = bring_up_cluster();
+    if (!problem_.empty()) return;
     // This build's binaries as the release's image (up imports build/bin's, if any).
     if (const auto problem = import_node_image("0.1.0"); !problem.empty()) {
       problem_ = problem;
@@ -94,15 +90,6 @@ class Helm : public ::testing::Test {
     }
     cni_conf_before_ = contents(kNodeCniConf);
     cni_bin_before_ = contents(kNodeCniBin);
-    const auto kube = peer("kubernetes");
-    const auto image =
-        run({(kRepo / "tests/cluster/kubectl_image.sh").string(), kKubectlImage, kube + "/kubectl",
-             (kState / "node/run-containerd/containerd.sock").string()},
-            kEnv, "", 120s);
-    if (image.exit_code != 0) {
-      problem_ = "the uninstall hook's kubectl image: " + image.err;
-      return;
-    }
     fs::create_directories(kHelmHome);
     std::ofstream(values_) << kValues;
     // A namespace still terminating from an earlier uninstall would refuse the new objects.
