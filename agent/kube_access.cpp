@@ -24,20 +24,30 @@ ApiPool::ApiPool(kube::Kubeconfig config, kube::ClientOptions options)
 
 std::unique_ptr<kube::Client> ApiPool::acquire() {
   {
-    std::lock_guard g(mu_);
+    std::unique_lock g(mu_);
+    free_.wait(g, [this] { return in_use_ < kMaxClients; });
+    ++in_use_;
     if (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
       return c;
     }
   }
-  return std::make_unique<kube::Client>(config_, options_);
+  try {
+    return std::make_unique<kube::Client>(config_, options_);
+  } catch (...) {
+    std::lock_guard g(mu_);
+    --in_use_;
+    free_.notify_one();
+    throw;
+  }
 }
 
 void ApiPool::release(std::unique_ptr<kube::Client> c) {
-  if (!c) return;
   std::lock_guard g(mu_);
-  if (idle_.size() < 8) idle_.push_back(std::move(c));  // bound the warm connections
+  --in_use_;
+  if (c) idle_.push_back(std::move(c));
+  free_.notify_one();
 }
 
 void StatusAnnotator::set(const std::string& ns, const std::string& name, const std::string& uid,
