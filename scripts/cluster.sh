@@ -804,6 +804,7 @@ cmd_status() {
   local c pid up=0
   if netns_exists; then echo "netns      $NETNS ($NETNS_PATH)"; up=1; else echo "netns      $NETNS: absent"; fi
   if mntns_exists; then echo "mount ns   $MNTNS"; up=1; else echo "mount ns   absent"; fi
+  if ((!up)) && [[ -e $STATE/run ]]; then echo "state      $STATE/run left by an earlier run (up refuses it: run down)"; up=1; fi
   ((up)) || { echo "cluster is down"; return 0; }
   for c in "${COMPONENTS[@]}"; do
     if pid=$(component_pid "$c"); then

@@ -42,11 +42,8 @@ class RealNode : public ::testing::Test {
       problem_ = "needs root (namespaces, mounts, cgroups)";
       return;
     }
-    const auto up = cluster({"up"}, 1800s);  // builds Kubernetes and etcd on a fresh machine
-    if (up.exit_code != 0) {
-      problem_ = "scripts/cluster.sh up failed:\n" + up.err;
-      return;
-    }
+    problem_ = bring_up_cluster();
+    if (!problem_.empty()) return;
     cni_conf_before_ = contents(kNodeCniConf);
     cni_bin_before_ = contents(kNodeCniBin);
     problem_ = install();

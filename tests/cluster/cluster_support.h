@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -41,6 +42,21 @@ inline const std::vector<std::string> kEnv = {
 inline Execution cluster(std::vector<std::string> args, std::chrono::milliseconds timeout = 120s) {
   args.insert(args.begin(), (kRepo / "scripts/cluster.sh").string());
   return run(args, kEnv, "", timeout);
+}
+
+// scripts/cluster.sh up, after taking down what an earlier run left (a run killed by a timeout
+// leaves the node up, and up refuses to start over it); "" or what went wrong. The cluster tests
+// hold CTest's ambient-node resource lock, so nothing else owns that node meanwhile.
+inline std::string bring_up_cluster() {
+  const auto status = cluster({"status"});
+  if (status.out.find("cluster is down") == std::string::npos) {
+    std::cerr << "scripts/cluster.sh: leftovers of an earlier run; taking them down first\n"
+              << status.out;
+    const auto down = cluster({"down"}, 300s);
+    if (down.exit_code != 0) return "scripts/cluster.sh down (leftovers) failed:\n" + down.err;
+  }
+  const auto up = cluster({"up"}, 1800s);  // builds Kubernetes and etcd on a fresh machine
+  return up.exit_code == 0 ? "" : "scripts/cluster.sh up failed:\n" + up.err;
 }
 
 // kubectl as cluster-admin; a failure is reported (with what kubectl said) and "" returned.

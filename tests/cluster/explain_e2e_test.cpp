@@ -104,11 +104,8 @@ class Explain : public ::testing::Test {
       problem_ = "needs root (namespaces, mounts, cgroups)";
       return;
     }
-    const auto up = cluster({"up"}, 1800s);
-    if (up.exit_code != 0) {
-      problem_ = "scripts/cluster.sh up failed:\n" + up.err;
-      return;
-    }
+    problem_ = bring_up_cluster();
+    if (!problem_.empty()) return;
     // This build's binaries as the manifests' image (up imports build/bin's, if any).
     if (const auto problem = import_node_image("0.1.0"); !problem.empty()) {
       problem_ = problem;
