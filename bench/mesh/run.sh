@@ -211,7 +211,14 @@ check_system() {
   } >>"$OUT/checks.md"
   ip=$(kc -n demo get pod web -o jsonpath='{.status.podIP}')
   from=$(stat -c %s "$STATE/ztunnel/ztunnel.log" 2>/dev/null || echo 0)
-  out=$(kc -n demo exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 $ip 8080" | tail -n1)
+  # (ztunnel-mesh may still be restarting ztunnel for the pods just enrolled: a few tries)
+  local try
+  for try in 1 2 3 4 5; do
+    out=$(kc -n demo exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 $ip 8080" 2>/dev/null | tail -n1 || true)
+    [[ $out == web-demo ]] && break
+    sleep 2
+    settle || true
+  done
   [[ $out == web-demo ]] || problems+=" demo/client → demo/web answered '$out';"
   sleep 2
   local hbone
