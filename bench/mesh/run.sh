@@ -19,8 +19,10 @@
 # Results: DIR/<system>-{exec,kubelet}.json and DIR/mesh.md (the table, ratios ours ÷ Istio's),
 # which bench/run.sh folds into bench/results/latest.md. Root; takes the cluster lock
 # (/tmp/ambient-node.lock) for the whole run.
-set -euo pipefail
+set -Eeuo pipefail
 export LC_ALL=C
+# A command that ends the run says which it was (set -e alone ends it silently).
+trap 'echo "mesh bench: line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 [[ $EUID -eq 0 ]] || { echo "run as root" >&2; exit 2; }
@@ -222,10 +224,12 @@ check_system() {
   [[ $out == web-demo ]] || problems+=" demo/client → demo/web answered '$out';"
   sleep 2
   local hbone
+  # (ztunnel's log holds lines that are not JSON, a restart's for one: jq -R and fromjson?, or
+  # jq exits 4 on them and the run ends here)
   hbone=$(tail -c +"$((from + 1))" "$STATE/ztunnel/ztunnel.log" |
-    jq -rc 'select(.message == "connection complete" and .direction == "inbound"
+    jq -Rrc 'fromjson? | select(.message == "connection complete" and .direction == "inbound"
                    and (."dst.hbone_addr" // "" | startswith("'"$ip"':8080")))
-            | "\(."src.identity") → \(."dst.identity")"' 2>/dev/null | head -n1)
+            | "\(."src.identity") → \(."dst.identity")"' 2>/dev/null | sed -n 1p || true)
   [[ $hbone == "spiffe://cluster.local/ns/demo/sa/default → spiffe://cluster.local/ns/demo/sa/default" ]] ||
     problems+=" no HBONE demo → demo in ztunnel's access log ('$hbone');"
   {
