@@ -87,6 +87,16 @@ stop_ztunnel() {
   kill -TERM "$ZTUNNEL_PID" 2>/dev/null || true
   wait "$ZTUNNEL_PID" 2>/dev/null || true
   ZTUNNEL_PID=""
+  # ztunnel-mesh stops its ztunnel; one still running would hold 15001/15006/15008/15021 and the
+  # next ztunnel could not start
+  local i
+  for i in $(seq 50); do
+    pgrep -f "^$BIN/ztunnel-mesh run" >/dev/null || return 0
+    sleep 0.2
+  done
+  echo "mesh bench: ztunnel-mesh did not stop on TERM, killed: $(pgrep -af "^$BIN/ztunnel-mesh run" | tr '\n' ' ')" >&2
+  pkill -KILL -f "^$BIN/ztunnel-mesh run" || true
+  pkill -KILL -x ztunnel || true
 }
 cleanup() {
   set +e
@@ -102,9 +112,12 @@ trap cleanup EXIT
 start_ztunnel() {
   mkdir -p "$STATE/ztunnel"
   rm -f "$STATE/ztunnel/status"  # the previous run's "ready" must not satisfy settle
-  cl node "$BIN/ztunnel-mesh" run --kubeconfig "$STATE/admin.kubeconfig" \
+  # (not through cl: $! must be cluster.sh itself, which execs nsenter and ztunnel-mesh, so that
+  # stop_ztunnel's signal reaches ztunnel-mesh; a function's subshell would take it alone and
+  # leave ztunnel holding its ports for the next system)
+  "$CLUSTER" node "$BIN/ztunnel-mesh" run --kubeconfig "$STATE/admin.kubeconfig" \
     --inpod-uds /var/run/ztunnel/ztunnel.sock --dir "$STATE/ztunnel" --node-name ambient-node \
-    "$@" >>"$STATE/ztunnel/mesh.log" 2>&1 &
+    "$@" >>"$STATE/ztunnel/mesh.log" 2>&1 9>&- &
   ZTUNNEL_PID=$!
 }
 settle() {
