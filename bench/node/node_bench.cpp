@@ -352,6 +352,9 @@ int main(int argc, char** argv) {
       for (int i = 0; i < label_pods; ++i) {
         nets.push_back(std::make_unique<Netns>(prefix + "-l" + std::to_string(i)));
         const auto ip = b.ip();
+        // The pod's IP inside its netns, as the primary CNI leaves it: the agent enrols a running
+        // pod only into a netns that holds one of the pod's IPs.
+        sh("ip -n " + nets.back()->name + " addr add " + ip + "/32 dev lo");
         const std::string name = "p" + std::to_string(i);
         b.api.put(pod_object("bulk", name, ip));
         uids.push_back("uid-bulk-" + name);
