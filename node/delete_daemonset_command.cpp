@@ -34,9 +34,9 @@ int run_delete(const DeleteDaemonSetCmd& c) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(c.timeout_s);
     try {
       // Foreground: the DaemonSet stays (with a deletionTimestamp) until its pods are gone.
-      api.remove(path, {{"apiVersion", "v1"},
-                        {"kind", "DeleteOptions"},
-                        {"propagationPolicy", "Foreground"}});
+      api.remove(
+          path,
+          {{"apiVersion", "v1"}, {"kind", "DeleteOptions"}, {"propagationPolicy", "Foreground"}});
       log->info("{}: deleting (foreground); waiting for its pods to finish their removal", what);
     } catch (const kube::ApiError& e) {
       if (e.kind() != kube::ApiError::Kind::kNotFound) throw;
