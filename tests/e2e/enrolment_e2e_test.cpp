@@ -383,12 +383,19 @@ TEST_F(Enrolment, AHugeAnnotationNeitherBreaksNorBypassesTheAgent) {
   auto big = e2e::pod_object(a_);
   big["metadata"]["annotations"] = {{"example.com/blob", std::string(200 * 1024, 'x')}};
   env_->api().put(big);
-  ASSERT_EQ(cni("ADD", b_).exit_code, 0);  // the agent's API connection is warm now
-  const int handshakes = env_->api().tls_connections();
+  ASSERT_EQ(cni("ADD", b_).exit_code, 0);
+  env_->api().clear_requests();
   const auto x = cni("ADD", a_);
   ASSERT_EQ(x.exit_code, 0) << x.out << x.err;
   expect_enrolled(a_);
-  EXPECT_EQ(env_->api().tls_connections(), handshakes) << "the plugin read the API itself";
+  // (by User-Agent: the agent's pool may open a connection of its own for its parallel reads)
+  int agent_reads = 0;
+  for (const auto& r : env_->api().requests()) {
+    EXPECT_EQ(r.user_agent.find("ambient-cni-plugin"), std::string::npos)
+        << "the plugin read the API itself: " << r.method << " " << r.path;
+    agent_reads += r.user_agent.starts_with("ambient-cni-agent") && r.method == "GET";
+  }
+  EXPECT_GE(agent_reads, 2) << "the agent read the pod and its namespace";
   EXPECT_EQ(x.err.find("node agent unavailable"), std::string::npos) << x.err;
 }
 

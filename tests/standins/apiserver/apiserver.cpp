@@ -559,6 +559,7 @@ struct ApiServerStandin::Impl {
     entry.content_type = req.get_header_value("Content-Type");
     entry.body = req.body;
     entry.remote_port = req.remote_port;
+    entry.user_agent = req.get_header_value("User-Agent");
 
     // Faults first: they stand for a broken network or proxy in front of the server.
     if (auto fault = take_fault(req.path, entry.query)) {

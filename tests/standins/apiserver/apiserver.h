@@ -68,7 +68,8 @@ struct ApiRequest {
   std::string user;
   std::string content_type;  // of the request body (PATCH)
   std::string body;
-  int remote_port = 0;  // the client's TCP port: equal ports = one reused connection
+  int remote_port = 0;     // the client's TCP port: equal ports = one reused connection
+  std::string user_agent;  // which of our programs asked (the plugin, the agent, …)
 };
 
 class ApiServerStandin {
