@@ -203,16 +203,20 @@ TEST_F(RealNode, AVerbMissingFromTheClusterRoleIsReportedNotHidden) {
   kubectl({"-n", "istio-system", "delete", "pod", "-l", "app.kubernetes.io/name=ambient-cni-node",
            "--wait=true"},
           120s);
+  // (the new agent pod's log: until its container has started and met the refusal; kubectl logs
+  // of a pod still in ContainerCreating is an error, not an empty log)
   std::string readyz;
+  Execution got;
   EXPECT_TRUE(wait_until(
       [&] {
         readyz = cluster({"node", "curl", "-s", "-m", "2", "http://127.0.0.1:8000/readyz"}).out;
-        return readyz.find("the API refuses the node agent") != std::string::npos;
+        got = cluster({"kubectl", "-n", "istio-system", "logs", "ds/ambient-cni-node"});
+        return readyz.find("the API refuses the node agent") != std::string::npos &&
+               got.out.find("cannot watch resource \"pods\"") != std::string::npos;
       },
       60s, 500ms))
-      << readyz;
+      << readyz << got.out << got.err;
   EXPECT_NE(readyz.find("cannot watch resource"), std::string::npos) << readyz;
-  const auto got = cluster({"kubectl", "-n", "istio-system", "logs", "ds/ambient-cni-node"});
   const auto& logs = got.out;
   EXPECT_NE(logs.find(" error "), std::string::npos) << got.err;
   EXPECT_NE(logs.find("cannot watch resource \"pods\""), std::string::npos) << logs << got.err;
