@@ -337,7 +337,7 @@ void replay_here(const Batch& batch) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       throw_errno("read nf_tables answers", errno);
     }
-    int left = static_cast<int>(got);
+    auto left = static_cast<unsigned>(got);  // NLMSG_OK compares it with nlmsg_len (__u32)
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type != NLMSG_ERROR) continue;
