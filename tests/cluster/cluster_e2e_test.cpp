@@ -33,20 +33,14 @@
 namespace ambient::testing {
 namespace {
 
-const std::string kOverlay = (kRepo / "install/manifests/overlays/testbed").string();
-
 class RealNode : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (::geteuid() != 0) {
-      problem_ = "needs root (namespaces, mounts, cgroups)";
-      return;
-    }
     problem_ = bring_up_cluster();
     if (!problem_.empty()) return;
     cni_conf_before_ = contents(kNodeCniConf);
     cni_bin_before_ = contents(kNodeCniBin);
-    problem_ = install();
+    problem_ = install_overlay();
     if (!problem_.empty()) return;
     start_ztunnel();
     const auto workloads =
@@ -57,24 +51,6 @@ class RealNode : public ::testing::Test {
       problem_ = "the workloads did not start:\n" + workloads.err + ready.err +
                  cluster({"kubectl", "get", "pods", "-A", "-o", "wide"}).out;
     }
-  }
-
-  // kubectl apply -k of the testbed overlay, until the DaemonSet's pod is ready; "" or what went
-  // wrong.
-  static std::string install() {
-    // A namespace still terminating from an uninstall would refuse the new objects.
-    if (cluster({"kubectl", "get", "ns", "istio-system", "-o", "jsonpath={.status.phase}"}).out ==
-        "Terminating") {
-      cluster({"kubectl", "wait", "--for=delete", "namespace/istio-system", "--timeout=120s"},
-              150s);
-    }
-    const auto apply = cluster({"kubectl", "apply", "-k", kOverlay});
-    const auto rollout = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
-                                  "ds/ambient-cni-node", "--timeout=180s"},
-                                 200s);
-    if (apply.exit_code == 0 && rollout.exit_code == 0) return "";
-    return "the DaemonSet did not become ready:\n" + apply.err + rollout.out + rollout.err +
-           cluster({"kubectl", "-n", "istio-system", "logs", "ds/ambient-cni-node"}).out;
   }
 
   static void TearDownTestSuite() {
@@ -235,7 +211,7 @@ TEST_F(RealNode, AVerbMissingFromTheClusterRoleIsReportedNotHidden) {
                "ready\n";
       },
       60s, 2s));
-  EXPECT_EQ(install(), "");
+  EXPECT_EQ(install_overlay(), "");
   EXPECT_TRUE(wait_until([] { return enrolled("demo", "web"); }, 30s, 500ms));
 }
 
@@ -280,35 +256,7 @@ TEST_F(RealNode, ARollingUpdateNeverLeavesAPodOutsideTheMesh) {
   ASSERT_EQ(import_node_image("0.1.1"), "");
   kubectl(
       {"-n", "istio-system", "set", "image", "ds/ambient-cni-node", "node=ambient-cni-node:0.1.1"});
-  bool created = false;
-  std::vector<std::string> seen;  // what a pod created during the rollout was seen as
-  const auto done = [&] {
-    const auto x = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
-                            "ds/ambient-cni-node", "--watch=false"});
-    return x.exit_code == 0 && x.out.find("successfully rolled out") != std::string::npos;
-  };
-  int checks = 0;
-  while (!done() || checks < 3) {
-    ++checks;
-    EXPECT_EQ(rules("demo", "web"), "current") << "during the rollout";
-    EXPECT_EQ(rules("demo", "client"), "current") << "during the rollout";
-    if (!created) {
-      kubectl({"-n", "demo", "run", "newcomer", "--image=docker.io/ambient-test/app:0.1.0",
-               "--image-pull-policy=Never", "--restart=Never", "--", "sleep", "100000"});
-      created = true;
-    }
-    const auto phase =
-        object("pod", "demo", "newcomer").value("/status/phase"_json_pointer, std::string());
-    if (phase == "Running") seen.push_back(rules("demo", "newcomer"));
-    ASSERT_LT(checks, 200) << "the rollout did not finish";
-  }
-  ASSERT_EQ(cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready", "pod/newcomer",
-                     "--timeout=120s"},
-                    150s)
-                .exit_code,
-            0);
-  EXPECT_TRUE(enrolled("demo", "newcomer"));
-  for (const auto& s : seen) EXPECT_EQ(s, "current") << "the new pod ran outside the mesh";
+  ASSERT_NO_FATAL_FAILURE(expect_rollout_keeps_the_mesh());
   EXPECT_EQ(restarts("demo", "newcomer"), 0);
   const auto ds = object("ds", "istio-system", "ambient-cni-node");
   EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][0]["image"], "ambient-cni-node:0.1.1");
@@ -382,7 +330,7 @@ TEST_F(RealNode, DeletingTheDaemonSetFirstUnenrolsEveryPodAndRestoresTheCniDirec
   kubectl({"delete", "-k", kOverlay, "--wait=true", "--ignore-not-found"}, 180s);
 
   // Installed again: the running pods of the ambient namespace are enrolled again.
-  ASSERT_EQ(install(), "");
+  ASSERT_EQ(install_overlay(), "");
   EXPECT_TRUE(
       wait_until([] { return enrolled("demo", "web") && enrolled("demo", "client"); }, 60s, 500ms))
       << annotation("demo", "web") << " " << rules("demo", "web");

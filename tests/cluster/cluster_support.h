@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/support/files.h"
@@ -48,6 +50,7 @@ inline Execution cluster(std::vector<std::string> args, std::chrono::millisecond
 // leaves the node up, and up refuses to start over it); "" or what went wrong. The cluster tests
 // hold CTest's ambient-node resource lock, so nothing else owns that node meanwhile.
 inline std::string bring_up_cluster() {
+  if (::geteuid() != 0) return "needs root (namespaces, mounts, cgroups)";
   const auto status = cluster({"status"});
   if (status.out.find("cluster is down") == std::string::npos) {
     std::cerr << "scripts/cluster.sh: leftovers of an earlier run; taking them down first\n"
@@ -207,6 +210,64 @@ inline std::string import_node_image(const std::string& tag) {
                           kEnv, "", 120s);
   if (import.exit_code != 0) return "scripts/images.sh import: " + import.err;
   return "";
+}
+
+inline const std::string kOverlay = (kRepo / "install/manifests/overlays/testbed").string();
+
+// A namespace still terminating from an earlier uninstall would refuse the new objects.
+inline void wait_istio_system_gone_if_terminating() {
+  if (cluster({"kubectl", "get", "ns", "istio-system", "-o", "jsonpath={.status.phase}"}).out ==
+      "Terminating") {
+    cluster({"kubectl", "wait", "--for=delete", "namespace/istio-system", "--timeout=120s"}, 150s);
+  }
+}
+
+// kubectl apply -k of the testbed overlay, until the DaemonSet's pod is ready; "" or what went
+// wrong.
+inline std::string install_overlay() {
+  wait_istio_system_gone_if_terminating();
+  const auto apply = cluster({"kubectl", "apply", "-k", kOverlay});
+  const auto rollout = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
+                                "ds/ambient-cni-node", "--timeout=180s"},
+                               200s);
+  if (apply.exit_code == 0 && rollout.exit_code == 0) return "";
+  return "the DaemonSet did not become ready:\n" + apply.err + rollout.out + rollout.err +
+         cluster({"kubectl", "-n", "istio-system", "logs", "ds/ambient-cni-node"}).out;
+}
+
+// While the DaemonSet rolls out (its update already started): demo/web and demo/client keep
+// their rules throughout, and a pod created mid-rollout (demo/newcomer, left running) never runs
+// outside the mesh and ends enrolled.
+inline void expect_rollout_keeps_the_mesh() {
+  bool created = false;
+  std::vector<std::string> seen;  // what the new pod was seen as, each time it ran
+  const auto done = [&] {
+    const auto x = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
+                            "ds/ambient-cni-node", "--watch=false"});
+    return x.exit_code == 0 && x.out.find("successfully rolled out") != std::string::npos;
+  };
+  int checks = 0;
+  while (!done() || checks < 3) {
+    ++checks;
+    EXPECT_EQ(rules("demo", "web"), "current") << "during the rollout";
+    EXPECT_EQ(rules("demo", "client"), "current") << "during the rollout";
+    if (!created) {
+      kubectl({"-n", "demo", "run", "newcomer", "--image=docker.io/ambient-test/app:0.1.0",
+               "--image-pull-policy=Never", "--restart=Never", "--", "sleep", "100000"});
+      created = true;
+    }
+    const auto phase =
+        object("pod", "demo", "newcomer").value("/status/phase"_json_pointer, std::string());
+    if (phase == "Running") seen.push_back(rules("demo", "newcomer"));
+    ASSERT_LT(checks, 200) << "the rollout did not finish";
+  }
+  ASSERT_EQ(cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready", "pod/newcomer",
+                     "--timeout=120s"},
+                    150s)
+                .exit_code,
+            0);
+  EXPECT_TRUE(enrolled("demo", "newcomer"));
+  for (const auto& s : seen) EXPECT_EQ(s, "current") << "the new pod ran outside the mesh";
 }
 
 }  // namespace ambient::testing

@@ -22,8 +22,6 @@
 namespace ambient::testing {
 namespace {
 
-const std::string kOverlay = (kRepo / "install/manifests/overlays/testbed").string();
-
 const std::string kWorkloads = R"(apiVersion: v1
 kind: Namespace
 metadata:
@@ -100,10 +98,6 @@ std::string events_of(const std::string& ns, const std::string& pod) {
 class Explain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (::geteuid() != 0) {
-      problem_ = "needs root (namespaces, mounts, cgroups)";
-      return;
-    }
     problem_ = bring_up_cluster();
     if (!problem_.empty()) return;
     // This build's binaries as the manifests' image (up imports build/bin's, if any).
@@ -111,19 +105,8 @@ class Explain : public ::testing::Test {
       problem_ = problem;
       return;
     }
-    if (cluster({"kubectl", "get", "ns", "istio-system", "-o", "jsonpath={.status.phase}"}).out ==
-        "Terminating") {
-      cluster({"kubectl", "wait", "--for=delete", "namespace/istio-system", "--timeout=120s"},
-              150s);
-    }
-    const auto apply = cluster({"kubectl", "apply", "-k", kOverlay});
-    const auto rollout = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
-                                  "ds/ambient-cni-node", "--timeout=180s"},
-                                 200s);
-    if (apply.exit_code != 0 || rollout.exit_code != 0) {
-      problem_ = "the DaemonSet did not become ready:\n" + apply.err + rollout.out + rollout.err;
-      return;
-    }
+    problem_ = install_overlay();
+    if (!problem_.empty()) return;
     ztunnel_ = start_ztunnel_mesh();
     settle_ztunnel();
     std::ofstream(kState / "explain-workloads.yaml") << kWorkloads;

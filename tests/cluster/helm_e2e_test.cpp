@@ -73,10 +73,6 @@ std::string dump(const Execution& x) {
 class Helm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (::geteuid() != 0) {
-      problem_ = "needs root (namespaces, mounts, cgroups)";
-      return;
-    }
     if (peer("helm").empty()) {
       problem_ = "helm is missing: run scripts/peers.sh helm";
       return;
@@ -92,12 +88,7 @@ class Helm : public ::testing::Test {
     cni_bin_before_ = contents(kNodeCniBin);
     fs::create_directories(kHelmHome);
     std::ofstream(values_) << kValues;
-    // A namespace still terminating from an earlier uninstall would refuse the new objects.
-    if (cluster({"kubectl", "get", "ns", "istio-system", "-o", "jsonpath={.status.phase}"}).out ==
-        "Terminating") {
-      cluster({"kubectl", "wait", "--for=delete", "namespace/istio-system", "--timeout=120s"},
-              150s);
-    }
+    wait_istio_system_gone_if_terminating();
     install_ =
         helm({"install", "ambient-cni", kChart.string(), "--namespace", "istio-system",
               "--create-namespace", "--values", values_.string(), "--wait", "--timeout", "5m"},
@@ -186,35 +177,7 @@ TEST_F(Helm, UpgradeToANewTagNeverLeavesAPodOutsideTheMesh) {
   const auto upgrade = helm({"upgrade", "ambient-cni", kChart.string(), "--namespace",
                              "istio-system", "--values", values_.string(), "--set", "tag=0.1.1"});
   ASSERT_EQ(upgrade.exit_code, 0) << dump(upgrade);
-  bool created = false;
-  std::vector<std::string> seen;  // a pod created during the rollout, each time it ran
-  const auto done = [&] {
-    const auto x = cluster({"kubectl", "-n", "istio-system", "rollout", "status",
-                            "ds/ambient-cni-node", "--watch=false"});
-    return x.exit_code == 0 && x.out.find("successfully rolled out") != std::string::npos;
-  };
-  int checks = 0;
-  while (!done() || checks < 3) {
-    ++checks;
-    EXPECT_EQ(rules("demo", "web"), "current") << "during the rollout";
-    EXPECT_EQ(rules("demo", "client"), "current") << "during the rollout";
-    if (!created) {
-      kubectl({"-n", "demo", "run", "newcomer", "--image=docker.io/ambient-test/app:0.1.0",
-               "--image-pull-policy=Never", "--restart=Never", "--", "sleep", "100000"});
-      created = true;
-    }
-    const auto phase =
-        object("pod", "demo", "newcomer").value("/status/phase"_json_pointer, std::string());
-    if (phase == "Running") seen.push_back(rules("demo", "newcomer"));
-    ASSERT_LT(checks, 200) << "the rollout did not finish";
-  }
-  ASSERT_EQ(cluster({"kubectl", "-n", "demo", "wait", "--for=condition=Ready", "pod/newcomer",
-                     "--timeout=120s"},
-                    150s)
-                .exit_code,
-            0);
-  EXPECT_TRUE(enrolled("demo", "newcomer"));
-  for (const auto& s : seen) EXPECT_EQ(s, "current") << "the new pod ran outside the mesh";
+  ASSERT_NO_FATAL_FAILURE(expect_rollout_keeps_the_mesh());
   EXPECT_TRUE(enrolled("demo", "web"));
   EXPECT_TRUE(enrolled("demo", "client"));
   const auto ds = object("ds", "istio-system", "ambient-cni-node");
