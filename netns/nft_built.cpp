@@ -40,6 +40,11 @@ class Writer {
   }
   void end_message(std::size_t start) { set_u32(start, out_.size() - start); }
 
+  // NFNL_MSG_BATCH_BEGIN or NFNL_MSG_BATCH_END: the frame around a batch's messages.
+  void batch_frame(std::uint16_t type, std::uint32_t seq) {
+    end_message(begin_message(type, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  }
+
   void attr(std::uint16_t type, std::string_view value) {
     nlattr a{};
     a.nla_type = type;
@@ -93,8 +98,7 @@ Batch set_elements_batch(std::string_view table, const std::vector<SetElementOp>
   Batch batch;
   Writer w;
   std::uint32_t seq = 0;
-  w.end_message(
-      w.begin_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  w.batch_frame(NFNL_MSG_BATCH_BEGIN, seq++);
   for (std::size_t i = 0; i < ops.size(); ++i) {
     const auto& op = ops[i];
     if (op.set.empty() || (op.key.size() != 4 && op.key.size() != 16)) {
@@ -131,8 +135,7 @@ Batch set_elements_batch(std::string_view table, const std::vector<SetElementOp>
     w.end_message(msg);
     batch.messages.push_back(describe(table, op));
   }
-  w.end_message(
-      w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  w.batch_frame(NFNL_MSG_BATCH_END, seq);
   batch.bytes = w.take();
   return batch;
 }
@@ -141,8 +144,7 @@ Batch remove_tables_batch(const std::vector<std::string_view>& tables) {
   Batch batch;
   Writer w;
   std::uint32_t seq = 0;
-  w.end_message(
-      w.begin_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  w.batch_frame(NFNL_MSG_BATCH_BEGIN, seq++);
   for (std::size_t i = 0; i < tables.size(); ++i) {
     if (tables[i].empty()) throw NetnsError(ErrorKind::InvalidArgument, "table batch: no name");
     // add (made if missing, no error if there), then delete: absent afterwards either way.
@@ -160,8 +162,7 @@ Batch remove_tables_batch(const std::vector<std::string_view>& tables) {
     w.end_message(m);
     batch.messages.push_back(fmt::format("delete table inet {}", tables[i]));
   }
-  w.end_message(
-      w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  w.batch_frame(NFNL_MSG_BATCH_END, seq);
   batch.bytes = w.take();
   return batch;
 }
