@@ -180,7 +180,11 @@ class NetnsThreads {
       failure = w->failure;
       healthy = w->healthy;
     }
-    if (healthy) give_back(w);  // else it has exited and freed itself
+    if (healthy) {
+      give_back(w);
+    } else {
+      delete w;  // its thread has gone (it could not get home)
+    }
     if (failure) std::rethrow_exception(failure);
   }
 
@@ -224,10 +228,10 @@ class NetnsThreads {
         return;
       }
     }
-    {
-      std::lock_guard lock(w->mu);
-      w->quit = true;
-    }
+    // Notified under the lock: the worker deletes w once it sees quit, which it can only do
+    // after this lock is released.
+    std::lock_guard lock(w->mu);
+    w->quit = true;
     w->cv.notify_one();
   }
 
@@ -268,9 +272,10 @@ class NetnsThreads {
       w->failure = failure;
       w->healthy = healthy;
       w->done = true;
-      lock.unlock();
+      // Notified under the lock: once the caller holds it, this thread no longer touches w.
       w->cv.notify_all();
-      if (!healthy) return;  // the caller no longer touches w once it saw healthy == false
+      lock.unlock();
+      if (!healthy) return;  // the caller, seeing healthy == false, deletes w
     }
     delete w;
   }
